@@ -85,7 +85,7 @@ export function array<T>(elem: Field<T>, count: number): Field<T[]> {
 
 type Spec = Record<string, readonly [number, Field<any>]>;
 export type Decoded<S extends Spec> = {
-  [K in keyof S as S[K][1] extends Field<undefined> ? never : K]: S[K][1] extends Field<infer T> ? T : never;
+  -readonly [K in keyof S as S[K][1] extends Field<undefined> ? never : K]: S[K][1] extends Field<infer T> ? T : never;
 };
 
 export interface Struct<S extends Spec> extends Field<Decoded<S>> {
