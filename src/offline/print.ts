@@ -104,13 +104,16 @@ export class VolumePrinter {
   }
 
   printVolume(): void {
-    let sb: Uint8Array;
-    sb = this.dev.read(C.SUPER_BLKNO, C.BLOCK_SM_SHIFT);
+    const sb = this.dev.read(C.SUPER_BLKNO, C.BLOCK_SM_SHIFT);
     const sup = SuperBlock.decode(sb);
+    if (sup.hdr.magic !== C.BLOCK_MAGIC_SUPER) {
+      throw new ScoutfsError("EINVAL", `'${this.dev.path}' holds no scoutfs super block (magic ${x32(sup.hdr.magic)} at block ${C.SUPER_BLKNO})`);
+    }
     this.printSuper(sb, sup);
+    const crc = blockCrc(sb);
+    if (crc !== sup.hdr.crc) this.problem(`super block crc ${x32(sup.hdr.crc)} does not match computed ${x32(crc)}`);
     if (!(sup.flags & C.FLAG_IS_META_BDEV)) {
-      const what = sup.hdr.magic === C.BLOCK_MAGIC_SUPER ? "is a scoutfs data device" : "holds no scoutfs super block";
-      throw new ScoutfsError("EINVAL", `'${this.dev.path}' ${what}; print reads the metadata device`);
+      throw new ScoutfsError("EINVAL", `'${this.dev.path}' is a scoutfs data device; print reads the metadata device`);
     }
     this.printQuorumBlocks();
     this.printBtree("mounted_clients", sup.mounted_clients, this.mountedClient);
