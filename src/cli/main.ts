@@ -7,7 +7,7 @@
  */
 import { renderUsage, runCommand, type CommandDef } from "citty";
 import { FORMAT_VERSION_MAX, FORMAT_VERSION_MIN } from "../format/constants.ts";
-import { ScoutfsError } from "../util/errors.ts";
+import { QuietExit, ScoutfsError } from "../util/errors.ts";
 import { mkfsCommand } from "./commands/mkfs.ts";
 import { printCommand } from "./commands/print.ts";
 import pkg from "../../package.json" with { type: "json" };
@@ -83,6 +83,7 @@ export async function main(argv: string[]): Promise<number> {
     await runCommand(entry.cmd, { rawArgs: rest });
     return 0;
   } catch (err) {
+    if (err instanceof QuietExit) return err.code;
     if (process.env.SCOUTFS_DEBUG) console.error(err);
     process.stderr.write(errorLine(name, err) + "\n");
     return 1;

@@ -63,3 +63,14 @@ export function fromSystemError(err: unknown, what: string): ScoutfsError {
   const detail = e?.code ?? e?.message ?? String(err);
   return new ScoutfsError(code, `${what}: ${detail}`);
 }
+
+/**
+ * A command that has already told the user what went wrong (on stderr) and only needs to exit
+ * with `code`; the CLI prints nothing more for it.
+ */
+export class QuietExit extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+    this.name = "QuietExit";
+  }
+}

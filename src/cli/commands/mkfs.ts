@@ -13,8 +13,8 @@ const args = {
   "max-data-size": { type: "string", alias: "d", valueHint: "SIZE", description: "Use a size less than the base data device size (bytes or KMGTP units)" },
   "data-alloc-zone-blocks": { type: "string", alias: "z", valueHint: "BLOCKS", description: "Divide data device into block zones so each mounts writes to a zone (4KB blocks)" },
   "format-version": { type: "string", alias: "V", valueHint: "version", description: `Specify a format version within supported range, (${FORMAT_VERSION_MIN}-${FORMAT_VERSION_MAX}, default ${FORMAT_VERSION_MAX})` },
-  "META-DEVICE": { type: "positional", description: "Metadata device or image file" },
-  "DATA-DEVICE": { type: "positional", description: "Data device or image file" },
+  "META-DEVICE": { type: "positional", required: false, description: "Metadata device or image file" },
+  "DATA-DEVICE": { type: "positional", required: false, description: "Data device or image file" },
 } satisfies ArgsDef;
 
 export const mkfsCommand = defineCommand({

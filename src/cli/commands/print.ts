@@ -1,13 +1,13 @@
 import { defineCommand, type ArgsDef } from "citty";
 import { Device } from "../../block/device.ts";
 import { VolumePrinter } from "../../offline/print.ts";
-import { ScoutfsError } from "../../util/errors.ts";
+import { QuietExit, ScoutfsError } from "../../util/errors.ts";
 import { parseStrict } from "../args.ts";
 import { BufferedOut } from "../out.ts";
 
 const args = {
   "skip-likely-huge": { type: "boolean", alias: "S", description: "Skip large structures to minimize output size" },
-  "META-DEV": { type: "positional", description: "Metadata device or image file" },
+  "META-DEV": { type: "positional", required: false, description: "Metadata device or image file" },
 } satisfies ArgsDef;
 
 export const printCommand = defineCommand({
@@ -28,8 +28,9 @@ export const printCommand = defineCommand({
         out.flush();
       }
       if (printer.problems.length > 0) {
+        // one line per damaged structure, then a failing exit
         for (const msg of printer.problems) process.stderr.write(`scoutfs print: ${msg}\n`);
-        throw new ScoutfsError("EIO", `${printer.problems.length} damaged or unreadable structure(s) found on '${path}'`);
+        throw new QuietExit(1);
       }
     } finally {
       dev.close();
