@@ -53,6 +53,45 @@ describe("single executable", () => {
   });
 });
 
+describe("block devices", () => {
+  test("the compiled binary sizes loop devices with BLKGETSIZE64 (bun:ffi) and makes a volume on them", async () => {
+    const bin = path.join(rel, `scoutfs-linux-${process.arch === "arm64" ? "arm64" : "x64"}`);
+    const m = sparseFile(path.join(dir, "lm.img"), 100 * 2 ** 20);
+    const d = sparseFile(path.join(dir, "ld.img"), 10 * 2 ** 20);
+    const lm = (await sh(`losetup -f --show ${m}`)).out.trim();
+    const ld = (await sh(`losetup -f --show ${d}`)).out.trim();
+    try {
+      expect(lm).toMatch(/^\/dev\/loop\d+$/);
+      expect(ld).toMatch(/^\/dev\/loop\d+$/);
+      const mk = await sh(`${bin} mkfs -A -Q 0,127.0.0.1,42000 ${lm} ${ld}`);
+      expect(mk.code).toBe(0);
+      expect(mk.out).toContain("  64KB metadata blocks:   1600 (100.00 MB)");
+      expect(mk.out).toContain("  4KB data blocks:        2560 (10.00 MB)");
+      const pr = await sh(`${bin} print ${lm}`);
+      expect(pr.code).toBe(0);
+      expect(pr.out).toContain("free extent: blkno 64 len 2496 end 2559");
+      // a second mkfs finds the volume through the block device
+      const again = await sh(`${bin} mkfs -A -Q 0,127.0.0.1,42000 ${lm} ${ld}`);
+      expect(again.err).toMatch(/existing ScoutFS metadata superblock/);
+    } finally {
+      if (lm.startsWith("/dev/loop")) await sh(`losetup -d ${lm}`);
+      if (ld.startsWith("/dev/loop")) await sh(`losetup -d ${ld}`);
+    }
+  });
+
+  test("bun:sqlite and bun:ffi load inside a compiled executable", async () => {
+    const entry = path.join(dir, "probe.ts");
+    fs.writeFileSync(entry, 'import { Database } from "bun:sqlite"; import { dlopen, FFIType } from "bun:ffi";\n' +
+      'const db = new Database(":memory:"); const v = db.query("select 40 + 2 as v").get() as { v: number };\n' +
+      'const libc = dlopen("libc.so.6", { getpid: { args: [], returns: FFIType.i32 } });\n' +
+      'console.log(v.v, libc.symbols.getpid() === process.pid);\n');
+    const out = path.join(dir, "probe");
+    const b = await Bun.build({ entrypoints: [entry], compile: { outfile: out } });
+    expect(b.success).toBe(true);
+    expect((await sh(out)).out.trim()).toBe("42 true");
+  });
+});
+
 describe("install.sh", () => {
   test("installs from a release URL with the checksum verified (curl | sh)", async () => {
     const prefix = path.join(dir, "prefix1");
