@@ -19,9 +19,10 @@ function rng(seed: number) {
 class Sim {
   now = 0;
   private q: { at: number; seq: number; fn: () => void; dead?: boolean }[] = [];
+  // events are returned to callers as cancellable handles
   private seq = 0;
   at(ms: number, fn: () => void) {
-    const ev = { at: this.now + ms, seq: this.seq++, fn };
+    const ev: { at: number; seq: number; fn: () => void; dead?: boolean } = { at: this.now + ms, seq: this.seq++, fn };
     this.q.push(ev);
     return ev;
   }
