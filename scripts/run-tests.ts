@@ -4,6 +4,8 @@
  * summary line ("N passed, N failed") that CI systems recognize. Arguments are passed to
  * `bun test` (for example a path filter).
  */
+export {};
+
 const proc = Bun.spawn([process.execPath, "test", ...process.argv.slice(2)], {
   stdout: "pipe",
   stderr: "pipe",
