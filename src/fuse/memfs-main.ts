@@ -1,0 +1,47 @@
+#!/usr/bin/env bun
+/**
+ * Serve a memfs at a mount point until unmounted: `bun src/fuse/memfs-main.ts MNT [options]`.
+ * Prints one line "ready <json init info>" on stdout once mounted. Unmounts on SIGINT/SIGTERM
+ * and exits 0 when the filesystem is unmounted from outside.
+ *
+ * Options: --reader async|worker, --readers N, --writeback, --debug, --timeout SECONDS (entry
+ * and attribute cache timeouts), --fsname NAME.
+ */
+import { Memfs } from "./memfs.ts";
+import { mount, type MountOptions } from "./mount.ts";
+import { initFlagNames } from "./types.ts";
+
+function usage(msg: string): never {
+  process.stderr.write(`memfs: ${msg}\nusage: memfs-main.ts MOUNTPOINT [--reader async|worker] [--readers N] [--writeback] [--debug] [--timeout S] [--fsname NAME]\n`);
+  process.exit(2);
+}
+
+const args = process.argv.slice(2);
+let mountpoint: string | undefined;
+const opts: MountOptions = { subtype: "memfs", fsname: "memfs", handleSignals: true, onSignal: () => process.exit(0) };
+let timeout = 1;
+for (let k = 0; k < args.length; k++) {
+  const a = args[k]!;
+  const val = (): string => args[++k] ?? usage(`${a} needs a value`);
+  if (a === "--reader") {
+    const r = val();
+    if (r !== "async" && r !== "worker") usage(`unknown reader ${r}`);
+    opts.reader = r;
+  } else if (a === "--readers") opts.readers = Number(val());
+  else if (a === "--writeback") opts.writebackCache = true;
+  else if (a === "--debug") opts.debug = true;
+  else if (a === "--timeout") timeout = Number(val());
+  else if (a === "--fsname") opts.fsname = val();
+  else if (a.startsWith("-")) usage(`unknown option ${a}`);
+  else if (mountpoint === undefined) mountpoint = a;
+  else usage("one mount point only");
+}
+if (mountpoint === undefined) usage("missing mount point");
+
+const fs = new Memfs({ entryTimeout: timeout, attrTimeout: timeout });
+const m = await mount(fs, mountpoint, opts);
+const info = { ...m.init, kernelFlagNames: initFlagNames(m.init.kernelFlags), enabledFlagNames: initFlagNames(m.init.enabledFlags) };
+process.stdout.write(`ready ${JSON.stringify(info)}\n`);
+await m.closed;
+if (process.env.MEMFS_COUNTERS) process.stderr.write(`counters ${JSON.stringify(m.session.counters)}\n`);
+process.exit(0);
