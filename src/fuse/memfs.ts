@@ -74,6 +74,18 @@ export const FS_IOC_GETFLAGS = 0x80086601;
 export const FS_IOC_SETFLAGS = 0x40086602;
 /** FS_IOC_GETVERSION (_IOR('v', 1, long)) */
 export const FS_IOC_GETVERSION = 0x80087601;
+/** FS_IOC_FSGETXATTR / FS_IOC_FSSETXATTR (_IOR/_IOW('X', 31/32, struct fsxattr)), 28 bytes */
+export const FS_IOC_FSGETXATTR = 0x801c581f;
+export const FS_IOC_FSSETXATTR = 0x401c5820;
+const FSXATTR_BYTES = 28;
+/** FS_*_FL inode flags and the FS_XFLAG_* bits the kernel maps them to. */
+const FLAG_TO_XFLAG: Array<[number, number]> = [
+  [0x08, 0x20], // SYNC
+  [0x10, 0x08], // IMMUTABLE
+  [0x20, 0x10], // APPEND
+  [0x40, 0x80], // NODUMP
+  [0x80, 0x40], // NOATIME
+];
 const MAX_FILE_BYTES = 2 ** 52;
 const LINK_MAX = 65000;
 
@@ -776,19 +788,41 @@ export class Memfs implements Filesystem {
 
   ioctl(_ctx: RequestContext, nodeid: number, _fh: number, cmd: number, _arg: bigint, input: Uint8Array, outSize: number): IoctlReply {
     const i = this.get(nodeid);
-    if (cmd === FS_IOC_GETFLAGS || cmd === FS_IOC_GETVERSION) {
-      const out = new Uint8Array(Math.min(outSize, 8));
-      const v = new DataView(out.buffer);
-      if (out.byteLength >= 4) v.setUint32(0, cmd === FS_IOC_GETFLAGS ? i.iflags : i.generation, true);
-      return { result: 0, data: out };
+    const inView = new DataView(input.buffer, input.byteOffset, input.byteLength);
+    switch (cmd >>> 0) {
+      case FS_IOC_GETFLAGS:
+      case FS_IOC_GETVERSION: {
+        // The kernel's fileattr code asks with a 4-byte int; a direct ioctl with a long.
+        const out = new Uint8Array(Math.min(outSize, 8));
+        if (out.byteLength < 4) throw new FuseError("EINVAL");
+        new DataView(out.buffer).setUint32(0, cmd >>> 0 === FS_IOC_GETFLAGS ? i.iflags : i.generation, true);
+        return { result: 0, data: out };
+      }
+      case FS_IOC_SETFLAGS:
+        if (input.byteLength < 4) throw new FuseError("EINVAL");
+        i.iflags = inView.getUint32(0, true);
+        i.touchC();
+        return { result: 0 };
+      case FS_IOC_FSGETXATTR: {
+        if (outSize < FSXATTR_BYTES) throw new FuseError("EINVAL");
+        const out = new Uint8Array(FSXATTR_BYTES);
+        let x = 0;
+        for (const [fl, xfl] of FLAG_TO_XFLAG) if (i.iflags & fl) x |= xfl;
+        new DataView(out.buffer).setUint32(0, x, true);
+        return { result: 0, data: out };
+      }
+      case FS_IOC_FSSETXATTR: {
+        if (input.byteLength < FSXATTR_BYTES) throw new FuseError("EINVAL");
+        const x = inView.getUint32(0, true);
+        let f = 0;
+        for (const [fl, xfl] of FLAG_TO_XFLAG) if (x & xfl) f |= fl;
+        i.iflags = f;
+        i.touchC();
+        return { result: 0 };
+      }
+      default:
+        throw new FuseError("ENOTTY");
     }
-    if (cmd === FS_IOC_SETFLAGS) {
-      if (input.byteLength < 4) throw new FuseError("EINVAL");
-      i.iflags = new DataView(input.buffer, input.byteOffset, input.byteLength).getUint32(0, true);
-      i.touchC();
-      return { result: 0 };
-    }
-    throw new FuseError("ENOTTY");
   }
 
   // ------------------------------------------------------------------------------------------
