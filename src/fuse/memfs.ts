@@ -517,7 +517,16 @@ export class Memfs implements Filesystem {
     this.maybeFree(i);
   }
 
-  flush(): void {}
+  /** close(2) of a descriptor: POSIX says the process's byte-range locks on the file go with it. */
+  flush(_ctx: RequestContext, nodeid: number, _fh: number, lockOwner: bigint): void {
+    const i = this.inodes.get(nodeid);
+    if (i === undefined || i.locks.length === 0) return;
+    const kept = i.locks.filter((l) => l.owner !== lockOwner);
+    if (kept.length !== i.locks.length) {
+      i.locks = kept;
+      this.wake(i);
+    }
+  }
 
   fsync(): void {}
 
