@@ -48,9 +48,14 @@ export interface MountOptions extends SessionOptions {
   flags?: number;
   dev?: boolean;
   suid?: boolean;
-  /** "async" (default): concurrent fs.read calls; "worker": threads on cloned fds. */
+  /**
+   * "worker" (default): threads blocking in read(2) hand requests over through shared memory.
+   * "async": concurrent fs.read calls on Bun's I/O thread pool; each pending read holds a pool
+   * thread, so other async fs calls of the process can starve (the pool has as many threads as
+   * CPUs unless UV_THREADPOOL_SIZE says otherwise). See docs/fuse.md.
+   */
   reader?: "async" | "worker";
-  /** Concurrent reads (async) or threads (worker). */
+  /** Concurrent reads (async) or reading threads (worker); default 2. */
   readers?: number;
   /** Unmount on SIGINT/SIGTERM. */
   handleSignals?: boolean;
@@ -217,7 +222,7 @@ export async function mount(filesystem: Filesystem, mountpoint: string, opts: Mo
     throw err;
   }
   const reader: RequestReader =
-    opts.reader === "worker" ? new WorkerReader(session, fd, opts.readers ?? 2) : new AsyncReader(session, fd, opts.readers ?? 2);
+    opts.reader === "async" ? new AsyncReader(session, fd, opts.readers ?? 2) : new WorkerReader(session, fd, opts.readers ?? 2);
   reader.start();
   let init: InitInfo;
   try {

@@ -4,14 +4,18 @@
  * A read of /dev/fuse blocks until the kernel has a request. Two ways keep that wait off the
  * event loop (measured in scripts/bench/fuse.ts, discussed in docs/fuse.md):
  *
- * - "async" (default): `slots` concurrent `fs.read(fd, buf, cb)` calls, each with its own
+ * - "async": `slots` concurrent `fs.read(fd, buf, cb)` calls, each with its own
  *   request-sized buffer. Bun runs each one on a thread of its I/O thread pool; the callback runs
  *   on the event loop with the request in the buffer. Several outstanding reads let the kernel hand
  *   us the next request while the previous callback is still queued, so a burst of requests costs
  *   one wake-up each, not one read round-trip each.
  *
- * - "worker": worker threads, each blocking in readSync on its own fd cloned with
- *   FUSE_DEV_IOC_CLONE, post the request bytes to the main thread. See worker-reader.ts.
+ *   Each pending read occupies a thread of Bun's I/O pool (as many threads as CPUs by default):
+ *   with 2 CPUs and 2 slots, every other async fs call of the process waits forever, so a
+ *   filesystem that itself does async file I/O deadlocks. Measured and shown in docs/fuse.md.
+ *
+ * - "worker" (default): worker threads blocking in readSync hand each request to the main thread
+ *   through shared memory. See worker-reader.ts.
  *
  * Buffer lending: a request that keeps a view of its buffer past dispatch (WRITE data, SETXATTR
  * value, IOCTL input) returns a promise; the slot reads the next request into a buffer from the
