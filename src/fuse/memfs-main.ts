@@ -5,7 +5,7 @@
  * and exits 0 when the filesystem is unmounted from outside.
  *
  * Options: --reader async|worker, --readers N, --writeback, --debug, --timeout SECONDS (entry
- * and attribute cache timeouts), --fsname NAME.
+ * and attribute cache timeouts), --fsname NAME, --read-ahead-kb KB.
  */
 import { Memfs } from "./memfs.ts";
 import { mount, type MountOptions } from "./mount.ts";
@@ -32,6 +32,7 @@ for (let k = 0; k < args.length; k++) {
   else if (a === "--debug") opts.debug = true;
   else if (a === "--timeout") timeout = Number(val());
   else if (a === "--fsname") opts.fsname = val();
+  else if (a === "--read-ahead-kb") opts.readAheadKb = Number(val());
   else if (a.startsWith("-")) usage(`unknown option ${a}`);
   else if (mountpoint === undefined) mountpoint = a;
   else usage("one mount point only");

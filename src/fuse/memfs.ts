@@ -674,7 +674,8 @@ export class Memfs implements Filesystem {
     if (src.isDir || dst.isDir) throw new FuseError("EISDIR");
     const n = Math.max(0, Math.min(len, src.size - offIn));
     if (n === 0) return 0;
-    const data = this.read(_ctx, nodeIn, 0, offIn, n).slice();
+    // A copy, not a view (Buffer#slice shares memory): source and target may be the same file.
+    const data = new Uint8Array(this.read(_ctx, nodeIn, 0, offIn, n));
     return this.write(_ctx, dst.ino, 0, offOut, data);
   }
 
@@ -713,7 +714,8 @@ export class Memfs implements Filesystem {
     let listBytes = name.length + 1;
     for (const k of i.xattrs.keys()) if (k !== name) listBytes += k.length + 1;
     if (listBytes > XATTR_LIST_MAX_BYTES) throw new FuseError("ENOSPC");
-    i.xattrs.set(name, value.slice());
+    // A copy: `value` views the request buffer, which is reused (and Buffer#slice would not copy).
+    i.xattrs.set(name, new Uint8Array(value));
     i.touchC();
   }
 

@@ -105,11 +105,19 @@ export async function startQuorum(o: QuorumServiceOptions): Promise<QuorumServic
       send(to, bytes) {
         const a = byNr.get(to);
         if (!a) return false;
-        try {
-          return sock.send(bytes, a.port, ipv4ToString(a.addr));
-        } catch {
-          return false;
+        // Linux reports an ICMP port-unreachable from a dead peer as a pending error on the
+        // socket's *next* sendto, which then fails and drops its datagram, whoever it was for.
+        // A failed send has consumed that error, so try once more before calling it lost:
+        // otherwise every message to a live member right after one to a dead member is lost.
+        const host = ipv4ToString(a.addr);
+        for (let attempt = 0; attempt < 2; attempt++) {
+          try {
+            if (sock.send(bytes, a.port, host)) return true;
+          } catch {
+            // pending socket error or a closed socket: retried once below
+          }
         }
+        return false;
       },
     },
     clock: {
