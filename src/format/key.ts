@@ -102,3 +102,102 @@ export function keyDec(k: Key): Key {
   r.zone = (r.zone - 1) & 0xff;
   return r;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Packed keys: what the engines (btree, item cache) use in memory.
+//
+// A packed key is the key's sort fields as 27 big-endian bytes held in a JavaScript string, one
+// byte per UTF-16 code unit (0..255): zone(1) first(8) type(1) second(8) third(8) fourth(1).
+// Strings compare code unit by code unit, so `a < b` on packed keys is exactly scoutfs key order,
+// and they are Map keys as they are. This keeps bigint arithmetic and object allocation out of
+// every comparison on the hot paths; keys are packed once where they enter from disk or the
+// caller, and unpacked only to print or encode.
+
+export type PackedKey = string;
+export const PACKED_KEY_LEN = 27;
+
+/** Offsets of the u64 fields in the 32-byte on-disk key, and the packed position of each. */
+const RAW_FIRST = 0, RAW_SECOND = 8, RAW_THIRD = 16, RAW_FOURTH = 24, RAW_ZONE = 25, RAW_TYPE = 26;
+const PK_ZONE = 0, PK_FIRST = 1, PK_TYPE = 9, PK_SECOND = 10, PK_THIRD = 18, PK_FOURTH = 26;
+
+const packScratch: number[] = new Array<number>(PACKED_KEY_LEN).fill(0);
+
+function putBe64(out: number[], at: number, v: bigint): void {
+  let lo = Number(v & 0xffffffffn);
+  let hi = Number((v >> 32n) & 0xffffffffn);
+  for (let i = 7; i >= 4; i--) {
+    out[at + i] = lo & 0xff;
+    lo = Math.floor(lo / 256);
+  }
+  for (let i = 3; i >= 0; i--) {
+    out[at + i] = hi & 0xff;
+    hi = Math.floor(hi / 256);
+  }
+}
+
+function getBe64(p: PackedKey, at: number): bigint {
+  let hi = 0, lo = 0;
+  for (let i = 0; i < 4; i++) hi = hi * 256 + p.charCodeAt(at + i);
+  for (let i = 4; i < 8; i++) lo = lo * 256 + p.charCodeAt(at + i);
+  return (BigInt(hi) << 32n) | BigInt(lo);
+}
+
+export function keyPack(k: Key): PackedKey {
+  const o = packScratch;
+  o[PK_ZONE] = k.zone & 0xff;
+  putBe64(o, PK_FIRST, k.first);
+  o[PK_TYPE] = k.type & 0xff;
+  putBe64(o, PK_SECOND, k.second);
+  putBe64(o, PK_THIRD, k.third);
+  o[PK_FOURTH] = k.fourth & 0xff;
+  return String.fromCharCode.apply(null, o);
+}
+
+export function keyUnpack(p: PackedKey): Key {
+  if (p.length !== PACKED_KEY_LEN) throw new RangeError(`packed key of ${p.length} chars`);
+  return {
+    zone: p.charCodeAt(PK_ZONE),
+    first: getBe64(p, PK_FIRST),
+    type: p.charCodeAt(PK_TYPE),
+    second: getBe64(p, PK_SECOND),
+    third: getBe64(p, PK_THIRD),
+    fourth: p.charCodeAt(PK_FOURTH),
+  };
+}
+
+/** Pack the 32-byte on-disk key at `off` (little-endian u64s) without decoding it. */
+export function packedFromRaw(buf: Uint8Array, off: number): PackedKey {
+  const o = packScratch;
+  o[PK_ZONE] = buf[off + RAW_ZONE]!;
+  for (let i = 0; i < 8; i++) {
+    o[PK_FIRST + i] = buf[off + RAW_FIRST + 7 - i]!;
+    o[PK_SECOND + i] = buf[off + RAW_SECOND + 7 - i]!;
+    o[PK_THIRD + i] = buf[off + RAW_THIRD + 7 - i]!;
+  }
+  o[PK_TYPE] = buf[off + RAW_TYPE]!;
+  o[PK_FOURTH] = buf[off + RAW_FOURTH]!;
+  return String.fromCharCode.apply(null, o);
+}
+
+/** Write a packed key as the 32-byte on-disk key at `off` (padding zeroed). */
+export function packedToRaw(p: PackedKey, buf: Uint8Array, off: number): void {
+  if (p.length !== PACKED_KEY_LEN) throw new RangeError(`packed key of ${p.length} chars`);
+  for (let i = 0; i < 8; i++) {
+    buf[off + RAW_FIRST + 7 - i] = p.charCodeAt(PK_FIRST + i);
+    buf[off + RAW_SECOND + 7 - i] = p.charCodeAt(PK_SECOND + i);
+    buf[off + RAW_THIRD + 7 - i] = p.charCodeAt(PK_THIRD + i);
+  }
+  buf[off + RAW_FOURTH] = p.charCodeAt(PK_FOURTH);
+  buf[off + RAW_ZONE] = p.charCodeAt(PK_ZONE);
+  buf[off + RAW_TYPE] = p.charCodeAt(PK_TYPE);
+  buf.fill(0, off + 27, off + 32);
+}
+
+/** The smallest and largest packed keys. */
+export const PACKED_KEY_MIN: PackedKey = "\0".repeat(PACKED_KEY_LEN);
+export const PACKED_KEY_MAX: PackedKey = "\xff".repeat(PACKED_KEY_LEN);
+
+/** The "%u.%llu.%u.%llu.%llu.%u" form of a packed key. */
+export function packedFormat(p: PackedKey): string {
+  return keyFormat(keyUnpack(p));
+}
