@@ -195,6 +195,26 @@ export class ListAlloc implements MetaAlloc {
     this.counters.free++;
   }
 
+  /**
+   * Add the blknos of extent [start, start+len) to the avail list's first block (the server
+   * filling a list from its extent allocators). Returns how many fit; the rest is the caller's.
+   */
+  addAvail(start: bigint, len: bigint): number {
+    this.prepare();
+    const av = this.cache.getDirty(this.avail.ref.blkno, listBlockCodec);
+    const room = ALLOC_LIST_MAX_BLOCKS - av.nr;
+    const n = Number(len < BigInt(room) ? len : BigInt(room));
+    if (av.start + av.nr + n > ALLOC_LIST_MAX_BLOCKS) {
+      av.blknos.copyWithin(0, av.start, av.start + av.nr);
+      av.start = 0;
+    }
+    for (let i = 0; i < n; i++) av.blknos[av.start + av.nr + i] = start + BigInt(i);
+    av.nr += n;
+    this.avail.total_nr += BigInt(n);
+    this.avail.first_nr += n;
+    return n;
+  }
+
   /** Blocks still available to this transaction and room left to record frees. */
   remaining(): { availNr: number; freedSpace: number } {
     const freedSpace = this.prepared ? ALLOC_LIST_MAX_BLOCKS - this.freed.first_nr : ALLOC_LIST_MAX_BLOCKS;

@@ -85,6 +85,7 @@ export class MetaCache {
   private readonly dirty = new Map<bigint, Entry>();
   private readonly maxClean: number;
   private readonly randomSeq: () => bigint;
+  private readonly runBuf = new Uint8Array(WRITE_RUN_BLOCKS_MAX * BLOCK_LG_SIZE);
   readonly counters = {
     hit: 0,
     miss: 0,
@@ -207,10 +208,12 @@ export class MetaCache {
     while (i < blknos.length) {
       let n = 1;
       while (i + n < blknos.length && n < WRITE_RUN_BLOCKS_MAX && blknos[i + n] === blknos[i]! + BigInt(n)) n++;
-      const run = new Uint8Array(n * BLOCK_LG_SIZE);
+      // one reused run buffer: a fresh megabyte per run is garbage the GC frees too late
+      const run = this.runBuf.subarray(0, n * BLOCK_LG_SIZE);
       for (let k = 0; k < n; k++) {
         const e = this.dirty.get(blknos[i + k]!)!;
         const blk = run.subarray(k * BLOCK_LG_SIZE, (k + 1) * BLOCK_LG_SIZE);
+        blk.fill(0);
         e.codec.encode(e.obj, blk);
         sealBlock(blk, e.codec.magic, this.fsid, e.seq, e.blkno);
       }

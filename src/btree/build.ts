@@ -1,13 +1,17 @@
 /**
- * Build a whole btree block from a sorted list of items in one pass: the item array in key order,
- * values packed from the end of the free space (8-byte aligned), a perfectly balanced AVL tree
- * over the array, and (for leaves) the item offset hash table. Used by mkfs and by bulk writers
- * that produce fresh blocks; the incremental COW btree edits blocks in place instead.
+ * Lay out a whole btree block from sorted items in one pass: the item array in key order, values
+ * packed downward from the leaf hash table (or the block end for parents), 8-byte aligned, a
+ * perfectly balanced AVL tree over the array, and (for leaves) the item offset hash table.
+ *
+ * Two entry points share one layout: `encodeBtreeItems` is the hot path of the COW engine's
+ * codec (packed keys, writes into the cache's zeroed buffer, no per-item allocation), and
+ * `buildBtreeBlock` is the convenience form for mkfs and tests (unpacked keys, new buffer).
+ * The layout is deterministic, so the same items always give the same bytes.
  */
 import { assert } from "../util/assert.ts";
 import { ScoutfsError } from "../util/errors.ts";
 import { view } from "../format/struct.ts";
-import { KeyStruct, keyCompare, type Key } from "../format/key.ts";
+import { KeyStruct, keyCompare, keyPack, packedToRaw, type Key, type PackedKey } from "../format/key.ts";
 import {
   AVL_ROOT_OFF,
   BTREE_ITEMS_OFF,
@@ -28,8 +32,21 @@ export interface BuildItem {
   val: Uint8Array | null;
 }
 
+/** An item as the engine holds it: packed key, value always present (maybe empty). */
+export interface EncodeItem {
+  readonly key: PackedKey;
+  readonly seq: bigint;
+  readonly flags: number;
+  readonly val: Uint8Array;
+}
+
 export function valBytes(len: number): number {
   return (len + BTREE_VALUE_ALIGN - 1) & ~(BTREE_VALUE_ALIGN - 1);
+}
+
+/** Bytes one item uses in a block: its header plus its aligned value. */
+export function itemBytes(valLen: number): number {
+  return BtreeItem.size + valBytes(valLen);
 }
 
 /** Free bytes in an empty block of this level. */
@@ -49,69 +66,64 @@ export function leafHashIndex(block: Uint8Array, keyOff: number): number {
   return fnv1a32(block, keyOff, keyOff + KeyStruct.size) % BTREE_LEAF_ITEM_HASH_NR;
 }
 
-/** Lay out a block (header fields other than the block header are filled; the caller seals it). */
-export function buildBtreeBlock(level: number, items: readonly BuildItem[]): Uint8Array {
-  for (let i = 1; i < items.length; i++) {
-    assert(keyCompare(items[i - 1]!.key, items[i]!.key) < 0, "build items must be sorted and unique");
-  }
-  const used = itemsBytes(items);
-  const free = emptyBlockFree(level);
-  if (used > free) throw new ScoutfsError("ENOSPC", `${items.length} items need ${used} bytes, a level ${level} block holds ${free}`);
+const ITEM_SIZE = BtreeItem.size;
+const OFF_KEY = BtreeItem.off.key;
+const OFF_SEQ = BtreeItem.off.seq;
+const OFF_VAL_OFF = BtreeItem.off.val_off;
+const OFF_VAL_LEN = BtreeItem.off.val_len;
+const OFF_FLAGS = BtreeItem.off.flags;
 
-  const buf = new Uint8Array(BLOCK_LG_SIZE);
+/**
+ * Lay out `items` (sorted, unique keys; the caller guarantees it and that they fit) into `buf`,
+ * a zeroed 64 KiB block. Everything after the 32-byte block header is written; the header is the
+ * sealer's job. Returns total_item_bytes.
+ */
+export function encodeBtreeItems(buf: Uint8Array, level: number, items: readonly EncodeItem[]): number {
   const dv = view(buf);
+  const nr = items.length;
+  const free = emptyBlockFree(level);
   let valEnd = level === 0 ? BTREE_LEAF_ITEM_HASH_OFF : BLOCK_LG_SIZE;
   let totalBytes = 0;
 
-  items.forEach((it, i) => {
-    const off = BTREE_ITEMS_OFF + i * BtreeItem.size;
-    const len = it.val?.length ?? 0;
-    if (len > BTREE_MAX_VAL_LEN && level === 0) throw new ScoutfsError("EINVAL", `item value of ${len} bytes exceeds the ${BTREE_MAX_VAL_LEN} byte maximum`);
+  for (let i = 0; i < nr; i++) {
+    const it = items[i]!;
+    const off = BTREE_ITEMS_OFF + i * ITEM_SIZE;
+    const val = it.val;
+    const len = val.length;
+    const vb = (len + 7) & ~7;
     let valOff = 0;
     if (len > 0) {
-      valEnd -= valBytes(len);
+      valEnd -= vb;
       valOff = valEnd;
-      buf.set(it.val!, valOff);
+      if (len <= 64) {
+        for (let b = 0; b < len; b++) buf[valOff + b] = val[b]!;
+      } else {
+        buf.set(val, valOff);
+      }
     }
-    KeyStruct.set(dv, off + BtreeItem.off.key, it.key);
-    dv.setBigUint64(off + BtreeItem.off.seq, it.seq, true);
-    dv.setUint16(off + BtreeItem.off.val_off, valOff, true);
-    dv.setUint16(off + BtreeItem.off.val_len, len, true);
-    dv.setUint8(off + BtreeItem.off.flags, it.flags);
-    totalBytes += BtreeItem.size + valBytes(len);
-  });
+    packedToRaw(it.key, buf, off + OFF_KEY);
+    dv.setBigUint64(off + OFF_SEQ, it.seq, true);
+    dv.setUint16(off + OFF_VAL_OFF, valOff, true);
+    dv.setUint16(off + OFF_VAL_LEN, len, true);
+    buf[off + OFF_FLAGS] = it.flags;
+    totalBytes += ITEM_SIZE + vb;
+  }
+  if (totalBytes > free) throw new ScoutfsError("ENOSPC", `${nr} items need ${totalBytes} bytes, a level ${level} block holds ${free}`);
 
-  // Balanced AVL over the sorted array; links are offsets from the avl root field.
-  const nodeOff = (i: number) => BTREE_ITEMS_OFF + i * BtreeItem.size - AVL_ROOT_OFF;
-  const link = (lo: number, hi: number, parent: number): { root: number; height: number } => {
-    if (lo > hi) return { root: 0, height: 0 };
-    const mid = (lo + hi) >> 1;
-    const me = nodeOff(mid);
-    const l = link(lo, mid - 1, me);
-    const r = link(mid + 1, hi, me);
-    const at = BTREE_ITEMS_OFF + mid * BtreeItem.size;
-    dv.setUint16(at + 0, parent, true);
-    dv.setUint16(at + 2, l.root, true);
-    dv.setUint16(at + 4, r.root, true);
-    const height = 1 + Math.max(l.height, r.height);
-    dv.setUint8(at + 6, height);
-    return { root: me, height };
-  };
-  const tree = link(0, items.length - 1, 0);
-
-  dv.setUint16(BtreeBlock.off.item_root, tree.root, true);
-  dv.setUint16(BtreeBlock.off.nr_items, items.length, true);
+  const root = nr === 0 ? 0 : linkBalanced(dv, 0, nr - 1, 0);
+  dv.setUint16(BtreeBlock.off.item_root, root, true);
+  dv.setUint16(BtreeBlock.off.nr_items, nr, true);
   dv.setUint16(BtreeBlock.off.total_item_bytes, totalBytes, true);
   dv.setUint16(BtreeBlock.off.mid_free_len, free - totalBytes, true);
-  dv.setUint8(BtreeBlock.off.level, level);
+  buf[BtreeBlock.off.level] = level;
 
   if (level === 0) {
-    for (let i = 0; i < items.length; i++) {
-      const off = BTREE_ITEMS_OFF + i * BtreeItem.size;
-      let b = leafHashIndex(buf, off + BtreeItem.off.key);
+    for (let i = 0; i < nr; i++) {
+      const off = BTREE_ITEMS_OFF + i * ITEM_SIZE;
+      let b = leafHashIndex(buf, off + OFF_KEY);
       for (let n = 0; n < BTREE_LEAF_ITEM_HASH_NR; n++) {
         const at = BTREE_LEAF_ITEM_HASH_OFF + b * 2;
-        if (dv.getUint16(at, true) === 0) {
+        if (buf[at] === 0 && buf[at + 1] === 0) {
           dv.setUint16(at, off, true);
           break;
         }
@@ -119,5 +131,40 @@ export function buildBtreeBlock(level: number, items: readonly BuildItem[]): Uin
       }
     }
   }
+  return totalBytes;
+}
+
+/** AVL link (offset from the avl root field) of the item at array index i. */
+function nodeLink(i: number): number {
+  return BTREE_ITEMS_OFF + i * ITEM_SIZE - AVL_ROOT_OFF;
+}
+
+/**
+ * Link items lo..hi as a balanced AVL subtree under `parent`; returns the subtree root's link.
+ * The middle item is the root, so a subtree of n nodes has height bit_length(n).
+ */
+function linkBalanced(dv: DataView, lo: number, hi: number, parent: number): number {
+  const mid = (lo + hi) >> 1;
+  const me = nodeLink(mid);
+  const at = BTREE_ITEMS_OFF + mid * ITEM_SIZE;
+  dv.setUint16(at + 0, parent, true);
+  dv.setUint16(at + 2, lo < mid ? linkBalanced(dv, lo, mid - 1, me) : 0, true);
+  dv.setUint16(at + 4, mid < hi ? linkBalanced(dv, mid + 1, hi, me) : 0, true);
+  dv.setUint8(at + 6, 32 - Math.clz32(hi - lo + 1));
+  return me;
+}
+
+/** Lay out a block (header fields other than the block header are filled; the caller seals it). */
+export function buildBtreeBlock(level: number, items: readonly BuildItem[]): Uint8Array {
+  for (let i = 1; i < items.length; i++) {
+    assert(keyCompare(items[i - 1]!.key, items[i]!.key) < 0, "build items must be sorted and unique");
+  }
+  const packed: EncodeItem[] = items.map((it) => {
+    const len = it.val?.length ?? 0;
+    if (len > BTREE_MAX_VAL_LEN && level === 0) throw new ScoutfsError("EINVAL", `item value of ${len} bytes exceeds the ${BTREE_MAX_VAL_LEN} byte maximum`);
+    return { key: keyPack(it.key), seq: it.seq, flags: it.flags, val: it.val ?? new Uint8Array(0) };
+  });
+  const buf = new Uint8Array(BLOCK_LG_SIZE);
+  encodeBtreeItems(buf, level, packed);
   return buf;
 }

@@ -37,7 +37,7 @@ export interface ItemView {
 
 export const MAX_ITEMS_PER_BLOCK = Math.floor((BLOCK_LG_SIZE - BtreeBlock.size) / BtreeItem.size);
 
-function corrupt(blkno: bigint | number | undefined, why: string): ScoutfsError {
+export function corrupt(blkno: bigint | number | undefined, why: string): ScoutfsError {
   const where = blkno === undefined ? "btree block" : `btree block ${blkno}`;
   return new ScoutfsError("EIO", `${where} is corrupt: ${why}`);
 }
@@ -67,39 +67,81 @@ function linkToItem(link: number, nrItems: number, blkno: bigint | undefined): n
   return off;
 }
 
-/** All items of a block in key order (AVL in-order walk with bounds checks). */
-export function readItems(buf: Uint8Array, blkno?: bigint): ItemView[] {
-  const info = blockInfo(buf, blkno);
+/**
+ * Byte offsets of a block's item headers in key order: an AVL in-order walk with every link
+ * checked (inside the item array, on an item boundary, parent links consistent, bounded steps).
+ * The engine's decoder uses this directly; `readItems` adds the decoded fields.
+ */
+export function itemOffsetsInOrder(buf: Uint8Array, info: BlockInfo, blkno?: bigint): number[] {
   const dv = view(buf);
-  const out: ItemView[] = [];
+  const out: number[] = [];
   if (info.itemRoot === 0) {
     if (info.nrItems !== 0) throw corrupt(blkno, `no avl root with ${info.nrItems} items`);
     return out;
   }
-  const left = (o: number) => dv.getUint16(o + 2, true);
-  const right = (o: number) => dv.getUint16(o + 4, true);
-  const parent = (o: number) => dv.getUint16(o, true);
-
-  let node = linkToItem(info.itemRoot, info.nrItems, blkno);
+  const nr = info.nrItems;
+  let node = linkToItem(info.itemRoot, nr, blkno);
+  if (dv.getUint16(node, true) !== 0) throw corrupt(blkno, "avl root has a parent");
   let steps = 0;
-  while (left(node)) {
-    node = linkToItem(left(node), info.nrItems, blkno);
-    if (++steps > info.nrItems) throw corrupt(blkno, "avl tree has a cycle");
+  for (let l = dv.getUint16(node + 2, true); l; l = dv.getUint16(node + 2, true)) {
+    const child = linkToItem(l, nr, blkno);
+    if (dv.getUint16(child, true) !== node - AVL_ROOT_OFF) throw corrupt(blkno, "avl parent link does not match");
+    node = child;
+    if (++steps > nr) throw corrupt(blkno, "avl tree has a cycle");
   }
-  const valEnd = info.level === 0 ? BTREE_LEAF_ITEM_HASH_OFF : BLOCK_LG_SIZE;
   for (;;) {
-    if (out.length >= info.nrItems) throw corrupt(blkno, "avl tree has more nodes than nr_items");
+    if (out.length >= nr) throw corrupt(blkno, "avl tree has more nodes than nr_items");
+    out.push(node);
+    // in-order successor through the right subtree or up the parent links
+    const r = dv.getUint16(node + 4, true);
+    if (r) {
+      let next = linkToItem(r, nr, blkno);
+      if (dv.getUint16(next, true) !== node - AVL_ROOT_OFF) throw corrupt(blkno, "avl parent link does not match");
+      let s = 0;
+      for (let l = dv.getUint16(next + 2, true); l; l = dv.getUint16(next + 2, true)) {
+        const child = linkToItem(l, nr, blkno);
+        if (dv.getUint16(child, true) !== next - AVL_ROOT_OFF) throw corrupt(blkno, "avl parent link does not match");
+        next = child;
+        if (++s > nr) throw corrupt(blkno, "avl tree has a cycle");
+      }
+      node = next;
+    } else {
+      let cur = node;
+      let s = 0;
+      for (;;) {
+        const p = dv.getUint16(cur, true);
+        if (!p) return finish(out, info, blkno);
+        const pOff = linkToItem(p, nr, blkno);
+        const link = cur - AVL_ROOT_OFF;
+        if (dv.getUint16(pOff + 2, true) === link) {
+          node = pOff;
+          break;
+        }
+        if (dv.getUint16(pOff + 4, true) !== link) throw corrupt(blkno, "avl parent link does not match");
+        cur = pOff;
+        if (++s > nr) throw corrupt(blkno, "avl parent links have a cycle");
+      }
+    }
+  }
+}
+
+/** All items of a block in key order (AVL in-order walk with bounds checks). */
+export function readItems(buf: Uint8Array, blkno?: bigint): ItemView[] {
+  const info = blockInfo(buf, blkno);
+  const dv = view(buf);
+  const valEnd = info.level === 0 ? BTREE_LEAF_ITEM_HASH_OFF : BLOCK_LG_SIZE;
+  return itemOffsetsInOrder(buf, info, blkno).map((node, index) => {
     const valOff = dv.getUint16(node + BtreeItem.off.val_off, true);
     const valLen = dv.getUint16(node + BtreeItem.off.val_len, true);
     if (valLen > 0 && (valOff < BTREE_ITEMS_OFF || valOff + valLen > valEnd)) {
       throw corrupt(blkno, `item value ${valOff}+${valLen} outside the block`);
     }
-    out.push({
-      index: out.length,
+    return {
+      index,
       off: node,
-      parent: parent(node),
-      left: left(node),
-      right: right(node),
+      parent: dv.getUint16(node, true),
+      left: dv.getUint16(node + 2, true),
+      right: dv.getUint16(node + 4, true),
       height: dv.getUint8(node + 6),
       key: KeyStruct.get(dv, node + BtreeItem.off.key),
       seq: dv.getBigUint64(node + BtreeItem.off.seq, true),
@@ -107,34 +149,11 @@ export function readItems(buf: Uint8Array, blkno?: bigint): ItemView[] {
       valLen,
       flags: dv.getUint8(node + BtreeItem.off.flags),
       val: buf.subarray(valOff, valOff + valLen),
-    });
-    // in-order successor through right subtree or parent links
-    if (right(node)) {
-      node = linkToItem(right(node), info.nrItems, blkno);
-      let s = 0;
-      while (left(node)) {
-        node = linkToItem(left(node), info.nrItems, blkno);
-        if (++s > info.nrItems) throw corrupt(blkno, "avl tree has a cycle");
-      }
-    } else {
-      let cur = node;
-      let s = 0;
-      for (;;) {
-        const p = parent(cur);
-        if (!p) return finish(out, info, blkno);
-        const pOff = linkToItem(p, info.nrItems, blkno);
-        if (right(pOff) !== cur - AVL_ROOT_OFF) {
-          node = pOff;
-          break;
-        }
-        cur = pOff;
-        if (++s > info.nrItems) throw corrupt(blkno, "avl parent links have a cycle");
-      }
-    }
-  }
+    };
+  });
 }
 
-function finish(items: ItemView[], info: BlockInfo, blkno: bigint | undefined): ItemView[] {
+function finish<T>(items: T[], info: BlockInfo, blkno: bigint | undefined): T[] {
   if (items.length !== info.nrItems) throw corrupt(blkno, `avl tree reaches ${items.length} of ${info.nrItems} items`);
   return items;
 }
