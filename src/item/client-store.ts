@@ -1,0 +1,433 @@
+/**
+ * The ItemStore of a mount in a cluster (scoutfs trans.c + item.c + forest.c writes): items are
+ * read from the forest (fs_root + every log tree, forest.ts) and written into this mount's own
+ * log tree, which the server hands out (get_log_trees) and records (commit_log_trees). The mount
+ * never writes the super block.
+ *
+ * Transactions: `transact(fn)` changes items in the item cache (cache.ts) with rollback on throw,
+ * exactly as the standalone store. Item changes reach blocks only at commit:
+ *   1. (synchronous) every dirty item is forced into the log tree's item_root with the
+ *      transaction's item seq — deletions as deletion items (ITEM_FLAG_DELETION) that hide older
+ *      versions elsewhere in the forest until a merge applies them to fs_root; data blocks
+ *      allocated since the last commit are removed from data_avail and freed ones inserted into
+ *      data_freed; the data device is flushed; the dirty metadata blocks are written and flushed
+ *      (cache.commit with no root to write). Metadata blocks come from the tree's meta_avail list
+ *      and frees go to its meta_freed list (list.ts).
+ *   2. (async) commit_log_trees with the updated log_trees struct: once answered, the
+ *      transaction is durable. Then get_log_trees (the server reclaims the freed allocators,
+ *      refills the avail ones, opens the next transaction with a new seq, perhaps finalizing the
+ *      tree for a merge), and get_roots to see everyone's latest commits.
+ * A crash before step 2 is answered leaves the previous log_trees item, whose blocks were never
+ * overwritten (a transaction only writes blocks its avail list offered): the uncommitted
+ * transaction is simply lost.
+ *
+ * While step 2 is in flight, transactions go on: items collect in the item cache for the next
+ * commit, and data blocks are allocated from an in-memory view of data_avail (the btree itself
+ * changes only in step 1, so it is never touched while the server owns it). The server only ever
+ * adds to a mount's data_avail between its transactions, so these allocations stay valid; the
+ * view is rebuilt from the new data_avail minus them when the new log_trees arrives.
+ *
+ * Item seqs: max(the transaction's get_trans_seq, the greatest lock write seq this mount has
+ * been granted — `noteWriteSeq`), so a key's versions grow as its lock moves between mounts.
+ * Known gap: transSeq() during step 2 is still the committing transaction's seq, though changes
+ * made then commit in the next one.
+ *
+ * Inode numbers come in ranges from alloc_inodes, fetched ahead so allocIno() never waits.
+ */
+import { Device } from "../block/device.ts";
+import { MetaCache } from "../block/cache.ts";
+import { readSuper } from "../block/super.ts";
+import { ListAlloc } from "../alloc/list.ts";
+import { ExtentAlloc, type Extent } from "../alloc/extents.ts";
+import { btreeExtentOps } from "../alloc/btree-ops.ts";
+import { btreeForce, type BtreeRootRef } from "../btree/cow.ts";
+import { LogTrees } from "../format/log_trees.ts";
+import * as C from "../format/constants.ts";
+import { ScoutfsError } from "../util/errors.ts";
+import { assert } from "../util/assert.ts";
+import { Client, type ClientOptions } from "../client/client.ts";
+import { ItemCache } from "./cache.ts";
+import { Forest } from "./forest.ts";
+import type { DataStore, ItemReader, ItemStore, ItemWriter } from "./types.ts";
+
+export interface ClientStoreOptions {
+  metaPath: string;
+  dataPath: string;
+  client?: Partial<ClientOptions>;
+  cacheBlocks?: number;
+  /** Inode numbers fetched per alloc_inodes. */
+  inoBatch?: bigint;
+  /** Commit on a timer this often when dirty; 0 disables. */
+  commitIntervalMs?: number;
+}
+
+export const CLIENT_INO_BATCH = 1024n;
+export const CLIENT_COMMIT_INTERVAL_MS = 10_000;
+/** A commit starts on its own when dirty items reach this many bytes... */
+export const CLIENT_DIRTY_BYTES_COMMIT = 16 << 20;
+const EMPTY = new Uint8Array(0);
+
+export class ClientStore implements ItemStore {
+  readonly client: Client;
+  readonly meta: Device;
+  readonly dataDev: Device;
+  readonly cache: MetaCache;
+  readonly items: ItemCache;
+  readonly forest: Forest;
+  readonly fmtVers: number;
+  readonly data: DataStore;
+  /** This mount's open log tree as we last committed or received it. */
+  lt: LogTrees;
+  private writeSeq = 0n;
+  /** In-memory free extents of data_avail not yet allocated (sorted by start). */
+  private dataView: Extent[] = [];
+  private pendingAllocs: Extent[] = [];
+  private pendingFrees: Extent[] = [];
+  private txAllocs: Extent[] | null = null;
+  private dataWritten = false;
+  private inoNext = 0n;
+  private inoEnd = 0n;
+  private inoNextRange: { ino: bigint; nr: bigint } | null = null;
+  private inoFetching: Promise<void> | null = null;
+  private committing: Promise<void> | null = null;
+  private syncWanted = false;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private failed: ScoutfsError | null = null;
+  private closed = false;
+  lastCommitError: unknown = null;
+  readonly counters = { commits: 0, commitFailures: 0, syncRequests: 0 };
+
+  private constructor(o: ClientStoreOptions, client: Client, meta: Device, dataDev: Device, lt: LogTrees) {
+    this.client = client;
+    this.meta = meta;
+    this.dataDev = dataDev;
+    this.lt = lt;
+    this.fmtVers = Number(client.fmtVers);
+    this.cache = new MetaCache(meta, client.fsid, o.cacheBlocks ? { maxCleanBlocks: o.cacheBlocks } : {});
+    this.forest = new Forest(
+      this.cache,
+      () => {
+        const s = readSuper(this.meta, { meta: true, fsid: this.client.fsid });
+        return { fs_root: s.fs_root, logs_root: s.logs_root };
+      },
+      () => ({ rid: this.lt.rid, nr: this.lt.nr, root: this.lt.item_root }),
+    );
+    this.items = new ItemCache(this.forest);
+    this.data = this.makeDataStore();
+    this.rebuildDataView();
+    const iv = o.commitIntervalMs ?? CLIENT_COMMIT_INTERVAL_MS;
+    if (iv > 0) this.timer = setInterval(() => void this.commitQuietly(false), iv);
+  }
+
+  /** Connect to the server, get this mount's log tree, roots and a first inode range. */
+  static async open(o: ClientStoreOptions): Promise<ClientStore> {
+    const meta = Device.open(o.metaPath, { write: true });
+    let dataDev: Device | null = null;
+    let client: Client | null = null;
+    try {
+      const sup = readSuper(meta, { meta: true });
+      dataDev = Device.open(o.dataPath, { write: true });
+      readSuper(dataDev, { meta: false, fsid: sup.hdr.fsid });
+      let store: ClientStore | null = null;
+      client = await Client.connect({
+        metaPath: o.metaPath,
+        ...o.client,
+        onSyncLogTrees: () => {
+          o.client?.onSyncLogTrees?.();
+          store?.syncRequested();
+        },
+      });
+      const lt = await client.getLogTrees();
+      const roots = await client.getRoots();
+      store = new ClientStore(o, client, meta, dataDev, lt);
+      store.forest.setRoots(roots);
+      const batch = o.inoBatch ?? CLIENT_INO_BATCH;
+      store.inoBatch = batch;
+      const r = await client.allocInodes(batch);
+      store.inoNext = r.ino;
+      store.inoEnd = r.ino + r.nr;
+      return store;
+    } catch (err) {
+      client?.close();
+      meta.close();
+      dataDev?.close();
+      throw err;
+    }
+  }
+
+  private inoBatch = CLIENT_INO_BATCH;
+
+  // -------------------------------------------------------------------------------------------
+  // ItemStore
+
+  get reader(): ItemReader {
+    return this.items;
+  }
+
+  transact<T>(fn: (w: ItemWriter) => T): T {
+    if (this.failed) throw this.failed;
+    if (this.items.inTransaction) return this.items.transact(fn);
+    this.txAllocs = [];
+    let r: T;
+    try {
+      r = this.items.transact(fn);
+    } catch (err) {
+      for (const e of this.txAllocs) this.giveBack(e);
+      this.txAllocs = null;
+      throw err;
+    }
+    this.txAllocs = null;
+    if (this.items.dirtyBytes >= this.dirtyBytesLimit() || this.items.dirtyCount >= this.dirtyItemsLimit()) void this.commitQuietly(false);
+    return r;
+  }
+
+  /** Dirty items the next commit can surely absorb with the blocks of meta_avail (a leaf each). */
+  private dirtyItemsLimit(): number {
+    return Math.max(64, Number(this.lt.meta_avail.first_nr) * 4);
+  }
+
+  private dirtyBytesLimit(): number {
+    return Math.min(CLIENT_DIRTY_BYTES_COMMIT, Math.max(1 << 20, this.lt.meta_avail.first_nr * (C.BLOCK_LG_SIZE / 4)));
+  }
+
+  allocIno(): bigint {
+    if (this.inoNext >= this.inoEnd && this.inoNextRange) {
+      this.inoNext = this.inoNextRange.ino;
+      this.inoEnd = this.inoNextRange.ino + this.inoNextRange.nr;
+      this.inoNextRange = null;
+    }
+    if (this.inoNext >= this.inoEnd) {
+      this.fetchInodes();
+      throw new ScoutfsError("ENOSPC", "no inode numbers left in this mount's range (more are being fetched)");
+    }
+    const ino = this.inoNext++;
+    if (this.inoEnd - this.inoNext < this.inoBatch / 2n) this.fetchInodes();
+    return ino;
+  }
+
+  private fetchInodes(): void {
+    if (this.inoFetching || this.inoNextRange || this.closed) return;
+    this.inoFetching = this.client
+      .allocInodes(this.inoBatch)
+      .then((r) => {
+        if (r.nr > 0n) this.inoNextRange = r;
+      })
+      .catch((err) => (this.lastCommitError = err))
+      .finally(() => (this.inoFetching = null));
+  }
+
+  transSeq(): bigint {
+    return this.lt.get_trans_seq;
+  }
+
+  /** A lock grant's write seq: later item versions must sort after it. */
+  noteWriteSeq(seq: bigint): void {
+    if (seq > this.writeSeq) this.writeSeq = seq;
+  }
+
+  async sync(): Promise<void> {
+    await this.commit(true);
+  }
+
+  /** The server asked for a commit (it is finalizing trees for a merge). */
+  syncRequested(): void {
+    this.counters.syncRequests++;
+    void this.commitQuietly(true);
+  }
+
+  private async commitQuietly(force: boolean): Promise<void> {
+    try {
+      await this.commit(force);
+    } catch (err) {
+      this.lastCommitError = err;
+    }
+  }
+
+  get dirty(): boolean {
+    return this.items.dirtyCount > 0 || this.pendingAllocs.length > 0 || this.pendingFrees.length > 0 || this.dataWritten;
+  }
+
+  /** Re-read fs_root and logs_root from the server. */
+  async refreshRoots(): Promise<void> {
+    this.forest.setRoots(await this.client.getRoots());
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Data
+
+  private makeDataStore(): DataStore {
+    const SM = C.BLOCK_SM_SIZE;
+    return {
+      alloc: (count: bigint) => {
+        assert(count > 0n, `allocating ${count} data blocks`);
+        const e = this.takeData(count);
+        this.pendingAllocs.push(e);
+        this.txAllocs?.push(e);
+        return e;
+      },
+      free: (start: bigint, len: bigint) => {
+        this.pendingFrees.push({ start, len });
+      },
+      read: (blkno: bigint, count: number, out: Uint8Array) => {
+        assert(out.byteLength >= count * SM, "data read buffer too small");
+        this.dataDev.readAt(out.subarray(0, count * SM), Number(blkno) * SM);
+      },
+      write: (blkno: bigint, data: Uint8Array) => {
+        assert(data.byteLength % SM === 0, "data writes are whole 4 KiB blocks");
+        this.dataDev.writeAt(data, Number(blkno) * SM);
+        this.dataWritten = true;
+      },
+    };
+  }
+
+  /** The front of the first extent that holds `count` blocks whole, else of the largest one. */
+  private takeData(count: bigint): Extent {
+    let pick = -1;
+    for (let i = 0; i < this.dataView.length; i++) {
+      const e = this.dataView[i]!;
+      if (e.len >= count) {
+        pick = i;
+        break;
+      }
+      if (pick < 0 || e.len > this.dataView[pick]!.len) pick = i;
+    }
+    if (pick < 0) throw new ScoutfsError("ENOSPC", "no free data blocks left in this mount's allocator");
+    const e = this.dataView[pick]!;
+    const n = e.len < count ? e.len : count;
+    const got = { start: e.start, len: n };
+    if (n === e.len) this.dataView.splice(pick, 1);
+    else this.dataView[pick] = { start: e.start + n, len: e.len - n };
+    return got;
+  }
+
+  private giveBack(e: Extent): void {
+    const i = this.pendingAllocs.indexOf(e);
+    if (i >= 0) this.pendingAllocs.splice(i, 1);
+    this.dataView.push(e);
+    this.dataView.sort((a, b) => (a.start < b.start ? -1 : 1));
+  }
+
+  /** data_avail's extents minus the allocations not yet committed. */
+  private rebuildDataView(): void {
+    let view = this.dataAvail().extents(this.cache);
+    for (const a of this.pendingAllocs) {
+      const out: Extent[] = [];
+      for (const e of view) {
+        const end = e.start + e.len;
+        const aEnd = a.start + a.len;
+        if (aEnd <= e.start || a.start >= end) {
+          out.push(e);
+          continue;
+        }
+        assert(a.start >= e.start && aEnd <= end, `pending data allocation ${a.start},${a.len} is not inside data_avail`);
+        if (a.start > e.start) out.push({ start: e.start, len: a.start - e.start });
+        if (aEnd < end) out.push({ start: aEnd, len: end - aEnd });
+      }
+      view = out;
+    }
+    this.dataView = view;
+  }
+
+  private dataAvail(): ExtentAlloc {
+    return new ExtentAlloc(this.lt.data_avail, btreeExtentOps, { first: BigInt(C.DATA_DEV_START_BLKNO), last: C.U64_MAX });
+  }
+
+  private dataFreed(): ExtentAlloc {
+    return new ExtentAlloc(this.lt.data_freed, btreeExtentOps, { first: BigInt(C.DATA_DEV_START_BLKNO), last: C.U64_MAX });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Commit
+
+  /**
+   * Commit everything changed so far (see the header). Commits are serialized; `force` commits
+   * even with nothing dirty (the server is waiting to finalize our tree).
+   */
+  async commit(force = false): Promise<void> {
+    if (this.failed) throw this.failed;
+    if (force) this.syncWanted = true;
+    while (this.committing) await this.committing.catch(() => {});
+    if (!this.dirty && !this.syncWanted) return;
+    const p = this.client_commit();
+    this.committing = p;
+    try {
+      await p;
+    } finally {
+      if (this.committing === p) this.committing = null;
+    }
+  }
+
+  private async client_commit(): Promise<void> {
+    this.syncWanted = false;
+    const items = this.items.dirtyItems();
+    const allocs = this.pendingAllocs;
+    const frees = this.pendingFrees;
+    const saved = LogTrees.encode(this.lt);
+    try {
+      const w = { cache: this.cache, alloc: new ListAlloc(this.cache, this.lt.meta_avail, this.lt.meta_freed) };
+      const seq = this.lt.get_trans_seq > this.writeSeq ? this.lt.get_trans_seq : this.writeSeq;
+      const root = this.lt.item_root as BtreeRootRef;
+      for (const { key, val } of items) {
+        if (val !== null) btreeForce(w, root, key, seq, 0, val);
+        else btreeForce(w, root, key, seq, C.ITEM_FLAG_DELETION, EMPTY);
+      }
+      if (seq > this.lt.max_item_seq && items.length > 0) this.lt.max_item_seq = seq;
+      const avail = this.dataAvail();
+      for (const a of allocs) avail.remove(w, a.start, a.len);
+      const freed = this.dataFreed();
+      for (const f of frees) freed.insert(w, f.start, f.len);
+      if (this.dataWritten) this.dataDev.sync();
+      this.cache.commit(() => {});
+    } catch (err) {
+      this.cache.discardDirty();
+      this.lt = LogTrees.decode(saved);
+      this.counters.commitFailures++;
+      throw err;
+    }
+    // the blocks are written: items are readable from our tree, data changes are in it
+    this.items.clear();
+    this.pendingAllocs = [];
+    this.pendingFrees = [];
+    this.dataWritten = false;
+    try {
+      await this.client.commitLogTrees(this.lt);
+      const next = await this.client.getLogTrees();
+      const roots = await this.client.getRoots();
+      this.lt = next;
+      this.forest.setRoots(roots);
+      this.rebuildDataView();
+    } catch (err) {
+      // our tree holds changes the server may not have: refuse further work
+      this.failed = new ScoutfsError("EIO", `commit of log trees to the server failed: ${(err as Error).message}`);
+      this.counters.commitFailures++;
+      throw this.failed;
+    }
+    this.lastCommitError = null;
+    this.counters.commits++;
+  }
+
+  /** Commit, say farewell, disconnect, close the devices. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.timer) clearInterval(this.timer);
+    try {
+      if (!this.failed) await this.commit(false);
+      await this.inoFetching;
+      await this.client.farewell();
+    } finally {
+      this.closed = true;
+      this.client.close();
+      this.meta.close();
+      this.dataDev.close();
+    }
+  }
+
+  /** Drop everything without committing or saying farewell (tests: a mount that dies). */
+  abandon(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.closed = true;
+    this.client.close();
+    this.meta.close();
+    this.dataDev.close();
+  }
+}

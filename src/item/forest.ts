@@ -1,0 +1,186 @@
+/**
+ * Forest reads (scoutfs forest.c): the items a mount sees are the union of fs_root and every log
+ * tree in logs_root — other mounts' committed trees, this mount's finalized ones, and this
+ * mount's open tree (read from memory: it is newer than anything logs_root says about it).
+ * For each key the version with the greatest item seq wins (ties go to the later tree, this
+ * mount's own tree last); a winning deletion item hides the key.
+ *
+ * Staleness: roots are a snapshot (get_roots, or the super block). Blocks of trees that have
+ * since been rewritten or merged may be reused, which a read detects as ESTALE (the block's seq
+ * no longer matches the ref). The reader then refreshes its roots and retries, at most
+ * FOREST_STALE_RETRIES times, after which the read fails with EIO. Reads are synchronous (the
+ * ItemStore contract), so the refresh here reads the super block the server last wrote
+ * (`refreshSync`); the async get_roots refresh happens after every commit (client-store.ts).
+ *
+ * Bloom filters that let a read skip log trees without the key are not implemented yet: every
+ * read looks in every log tree.
+ */
+import { btreeLookup, btreeNext, btreePrev, type BtreeItemView, type BtreeRootRef } from "../btree/cow.ts";
+import type { MetaCache } from "../block/cache.ts";
+import { LogTrees } from "../format/log_trees.ts";
+import * as C from "../format/constants.ts";
+import { keyPack, keyUnpack, type PackedKey } from "../format/key.ts";
+import { ScoutfsError } from "../util/errors.ts";
+import type { ItemSource } from "./cache.ts";
+import type { ItemRef } from "./types.ts";
+import { keyPred, keySucc } from "./cache.ts";
+
+export const FOREST_STALE_RETRIES = 10;
+
+export interface ForestRootsIn {
+  fs_root: BtreeRootRef;
+  logs_root: BtreeRootRef;
+}
+
+export interface OwnTree {
+  rid: bigint;
+  nr: bigint;
+  root: BtreeRootRef;
+}
+
+function copyRoot(r: BtreeRootRef): BtreeRootRef {
+  return { ref: { blkno: r.ref.blkno, seq: r.ref.seq }, height: r.height };
+}
+
+export class Forest implements ItemSource {
+  private fsRoot: BtreeRootRef = { ref: { blkno: 0n, seq: 0n }, height: 0 };
+  private logsRoot: BtreeRootRef = { ref: { blkno: 0n, seq: 0n }, height: 0 };
+  /** Other trees' item roots, oldest first (logs_root key order). */
+  private trees: BtreeRootRef[] = [];
+  /** Which open tree `trees` was computed without ("" when not computed since setRoots). */
+  private treesFor = "";
+  readonly counters = { stale: 0, refreshes: 0, treesRead: 0 };
+
+  constructor(
+    private readonly cache: MetaCache,
+    /** The newest committed roots, read synchronously (the super block). */
+    private readonly refreshSync: () => ForestRootsIn,
+    /** This mount's open tree, or null before it has one. */
+    private readonly own: () => OwnTree | null,
+  ) {}
+
+  /** Use these roots from now on (after get_roots). */
+  setRoots(r: ForestRootsIn): void {
+    this.fsRoot = copyRoot(r.fs_root);
+    this.logsRoot = copyRoot(r.logs_root);
+    this.trees = [];
+    this.treesFor = "";
+    this.counters.refreshes++;
+  }
+
+  get roots(): ForestRootsIn {
+    return { fs_root: this.fsRoot, logs_root: this.logsRoot };
+  }
+
+  /** The item roots of every log tree in logs_root except our open one. */
+  private otherTrees(): BtreeRootRef[] {
+    const own = this.own();
+    const id = own ? { rid: own.rid, nr: own.nr } : null;
+    const idKey = id ? `${id.rid}:${id.nr}` : "none";
+    if (this.treesFor === idKey) return this.trees;
+    const out: BtreeRootRef[] = [];
+    let key = keyPack({ zone: C.LOG_TREES_ZONE, first: 0n, type: 0, second: 0n, third: 0n, fourth: 0 });
+    for (;;) {
+      const it = btreeNext(this.cache, this.logsRoot, key);
+      if (!it) break;
+      const k = keyUnpack(it.key);
+      if (k.zone !== C.LOG_TREES_ZONE) break;
+      if (it.val.length !== LogTrees.size) throw new ScoutfsError("EIO", `log_trees item of ${it.val.length} bytes`);
+      const lt = LogTrees.decode(it.val);
+      if (!(id && lt.rid === id.rid && lt.nr === id.nr) && lt.item_root.height > 0) out.push(copyRoot(lt.item_root));
+      const nk = keySucc(it.key);
+      if (nk === "") break;
+      key = nk;
+    }
+    this.counters.treesRead++;
+    this.trees = out;
+    this.treesFor = idKey;
+    return out;
+  }
+
+  private allTrees(): BtreeRootRef[] {
+    const own = this.own();
+    const t = [this.fsRoot, ...this.otherTrees()];
+    if (own && own.root.height > 0) t.push(own.root);
+    return t;
+  }
+
+  /** Run a read, refreshing roots from the super block on ESTALE (bounded), then EIO. */
+  private withRetry<T>(fn: () => T): T {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return fn();
+      } catch (err) {
+        if (!(err instanceof ScoutfsError) || err.code !== "ESTALE") throw err;
+        this.counters.stale++;
+        if (attempt >= FOREST_STALE_RETRIES) throw new ScoutfsError("EIO", `forest read still stale after ${attempt} root refreshes: ${err.message}`);
+        this.setRoots(this.refreshSync());
+      }
+    }
+  }
+
+  /** The winning version of a key among candidate items (greatest seq, later tree on ties). */
+  private static better(a: BtreeItemView | null, b: BtreeItemView | null): BtreeItemView | null {
+    if (!a) return b;
+    if (!b) return a;
+    return b.seq >= a.seq ? b : a;
+  }
+
+  lookup(key: PackedKey): Uint8Array | null {
+    return this.withRetry(() => {
+      let best: BtreeItemView | null = null;
+      for (const r of this.allTrees()) best = Forest.better(best, btreeLookup(this.cache, r, key));
+      return best && !(best.flags & C.ITEM_FLAG_DELETION) ? best.val : null;
+    });
+  }
+
+  next(key: PackedKey, last: PackedKey): ItemRef | null {
+    return this.withRetry(() => {
+      const trees = this.allTrees();
+      let from = key;
+      for (;;) {
+        if (from > last) return null;
+        let minKey: PackedKey | null = null;
+        let best: BtreeItemView | null = null;
+        for (const r of trees) {
+          const it = btreeNext(this.cache, r, from);
+          if (!it || it.key > last) continue;
+          if (minKey === null || it.key < minKey) {
+            minKey = it.key;
+            best = it;
+          } else if (it.key === minKey) best = Forest.better(best, it);
+        }
+        if (!best) return null;
+        if (!(best.flags & C.ITEM_FLAG_DELETION)) return { key: best.key, val: best.val };
+        const nk = keySucc(best.key);
+        if (nk === "") return null;
+        from = nk;
+      }
+    });
+  }
+
+  prev(key: PackedKey, first: PackedKey): ItemRef | null {
+    return this.withRetry(() => {
+      const trees = this.allTrees();
+      let from = key;
+      for (;;) {
+        if (from < first) return null;
+        let maxKey: PackedKey | null = null;
+        let best: BtreeItemView | null = null;
+        for (const r of trees) {
+          const it = btreePrev(this.cache, r, from);
+          if (!it || it.key < first) continue;
+          if (maxKey === null || it.key > maxKey) {
+            maxKey = it.key;
+            best = it;
+          } else if (it.key === maxKey) best = Forest.better(best, it);
+        }
+        if (!best) return null;
+        if (!(best.flags & C.ITEM_FLAG_DELETION)) return { key: best.key, val: best.val };
+        const pk = keyPred(best.key);
+        if (pk === "") return null;
+        from = pk;
+      }
+    });
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * Log merging, done by the server in its own process (scoutfs hands merge ranges to clients
+ * with get/commit_log_merge; that protocol is not implemented yet — docs/cluster.md).
+ *
+ * Why finalization is coordinated (server.c explains it at finalize_and_start_log_merge): merging
+ * a tree into fs_root is only correct if no tree left outside the merge can hold an OLDER version
+ * of a key than the merged ones — otherwise a merged deletion would let that older version
+ * reappear. Item seqs of a key only grow (a later lock holder gets greater seqs), and every item a
+ * tree created after some instant holds has a seq above every seq issued before it. So a merge
+ * starts at a *cut*: an instant at which the newest tree of every mount is finalized (or unopened:
+ * never had a transaction, so it holds nothing). The merge's inputs are then every finalized tree,
+ * and every tree opened later is newer than all of them.
+ *
+ * A round: `requestMerge()` (enough commits since the last merge, a timer, or a test) starts a
+ * round and asks every mount with an open tree to commit (sync_log_trees). Each mount's next
+ * get_log_trees finalizes its tree, creates its next tree unopened, and waits (bounded by
+ * `roundTimeoutMs`) for the cut; the last mount to arrive makes it. If the round times out, the
+ * waiters proceed (their new trees are then open and must be finalized by a later round).
+ *
+ * The merge itself: walk the union of the input trees in key order; for each key take the
+ * version with the greatest seq (ties: the later tree); if fs_root holds a newer seq, keep it;
+ * a deletion item removes the key from fs_root, others are forced into fs_root with their seq.
+ * fs_root changes are committed in bounded server transactions (a reader sees a consistent forest
+ * at every commit: the input trees still exist and carry the same or newer versions). When every
+ * key is merged, each input tree's blocks are freed and its item deleted.
+ */
+import { btreeDelete, btreeForce, btreeLookup, btreeNext } from "../btree/cow.ts";
+import { PACKED_KEY_MIN, type PackedKey } from "../format/key.ts";
+import * as C from "../format/constants.ts";
+import { assert } from "../util/assert.ts";
+import type { LogTrees } from "../format/log_trees.ts";
+import { ltIsFinalized, ltIsUnopened, type ServerLogTrees } from "./log_trees.ts";
+import type { ServerTrans } from "./trans.ts";
+
+/** Items merged per server transaction at most. */
+export const MERGE_ITEMS_PER_TRANS = 4000;
+/** Tree blocks freed per server transaction at most (the freed list's first block must hold them). */
+export const MERGE_FREE_BLOCKS_PER_TRANS = 4000;
+
+export interface MergeOptions {
+  /** A round waits this long for every mount to finalize before giving up. */
+  roundTimeoutMs: number;
+  /** Ask every mount to commit (sync_log_trees); failures are ignored (they reconnect or are fenced). */
+  syncMount: (rid: bigint) => void;
+  log: (msg: string) => void;
+}
+
+function keySuccessor(k: PackedKey): PackedKey | null {
+  let i = k.length - 1;
+  while (i >= 0 && k.charCodeAt(i) === 0xff) i--;
+  if (i < 0) return null;
+  return k.slice(0, i) + String.fromCharCode(k.charCodeAt(i) + 1) + "\0".repeat(k.length - i - 1);
+}
+
+interface Round {
+  deadline: ReturnType<typeof setTimeout>;
+  waiters: (() => void)[];
+}
+
+export class ServerMerge {
+  private round: Round | null = null;
+  private running: Promise<void> | null = null;
+  private idleWaiters: (() => void)[] = [];
+  readonly counters = { rounds: 0, roundTimeouts: 0, merges: 0, itemsMerged: 0, treesMerged: 0, blocksFreed: 0, errors: 0 };
+  lastError: unknown = null;
+
+  constructor(
+    private readonly t: ServerTrans,
+    private readonly lts: ServerLogTrees,
+    private readonly o: MergeOptions,
+  ) {}
+
+  get inRound(): boolean {
+    return this.round !== null;
+  }
+
+  get busy(): boolean {
+    return this.round !== null || this.running !== null;
+  }
+
+  /** Start a round unless one is under way or a merge is running; true when one started. */
+  requestMerge(): boolean {
+    if (this.busy) return false;
+    const open = this.lts.lastPerRid().filter((lt) => !ltIsFinalized(lt) && !ltIsUnopened(lt));
+    const finalized = this.lts.all().some(ltIsFinalized);
+    if (open.length === 0 && !finalized) return false;
+    this.counters.rounds++;
+    const round: Round = {
+      waiters: [],
+      deadline: setTimeout(() => {
+        if (this.round !== round) return;
+        this.counters.roundTimeouts++;
+        this.o.log(`log merge round timed out waiting for mounts to finalize`);
+        this.endRound();
+      }, this.o.roundTimeoutMs),
+    };
+    this.round = round;
+    for (const lt of open) this.o.syncMount(lt.rid);
+    this.checkCut();
+    return true;
+  }
+
+  /** Resolves when no round and no merge is under way. */
+  idle(): Promise<void> {
+    if (!this.busy) return Promise.resolve();
+    return new Promise((res) => this.idleWaiters.push(res));
+  }
+
+  /** A get_log_trees that finalized its tree waits here for the cut (or the round's end). */
+  waitForCut(): Promise<void> {
+    if (!this.round) return Promise.resolve();
+    const r = this.round;
+    return new Promise((res) => r.waiters.push(res));
+  }
+
+  private endRound(): void {
+    const r = this.round;
+    if (!r) return;
+    clearTimeout(r.deadline);
+    this.round = null;
+    for (const w of r.waiters) w();
+    this.maybeIdle();
+  }
+
+  private maybeIdle(): void {
+    if (this.busy) return;
+    const ws = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of ws) w();
+  }
+
+  /** Called whenever a tree was finalized or deleted: is every mount's newest tree closed? */
+  checkCut(): void {
+    if (!this.round) return;
+    const last = this.lts.lastPerRid();
+    if (last.some((lt) => !ltIsFinalized(lt) && !ltIsUnopened(lt))) return;
+    const inputs = this.lts.all().filter(ltIsFinalized);
+    if (inputs.length === 0) {
+      this.endRound();
+      return;
+    }
+    // running is set before the round ends so that idle() never sees a gap between them
+    this.running = Promise.resolve()
+      .then(() => this.merge(inputs))
+      .catch((err) => {
+        this.counters.errors++;
+        this.lastError = err;
+        this.o.log(`log merge failed: ${err instanceof Error ? err.message : String(err)}`);
+      })
+      .finally(() => {
+        this.running = null;
+        this.maybeIdle();
+      });
+    this.endRound();
+  }
+
+  /** Fold `inputs` into fs_root, then free them. Yields between transactions. */
+  private async merge(inputs: LogTrees[]): Promise<void> {
+    const roots = inputs.map((lt) => lt.item_root);
+    let cursor: PackedKey | null = PACKED_KEY_MIN;
+    while (cursor !== null) {
+      cursor = this.t.transact("merge items", (w) => {
+        let from: PackedKey | null = cursor;
+        for (let n = 0; from !== null && n < MERGE_ITEMS_PER_TRANS && !this.t.low(w); n++) {
+          let best: { key: PackedKey; seq: bigint; flags: number; val: Uint8Array } | null = null;
+          for (const r of roots) {
+            const it = btreeNext(w.cache, r, from);
+            if (!it) continue;
+            if (!best || it.key < best.key || (it.key === best.key && it.seq >= best.seq)) best = { key: it.key, seq: it.seq, flags: it.flags, val: it.val };
+          }
+          if (!best) return null;
+          const cur = btreeLookup(w.cache, this.t.sup.fs_root, best.key);
+          if (!cur || cur.seq <= best.seq) {
+            if (best.flags & C.ITEM_FLAG_DELETION) {
+              if (cur) btreeDelete(w, this.t.sup.fs_root, best.key);
+            } else {
+              btreeForce(w, this.t.sup.fs_root, best.key, best.seq, 0, new Uint8Array(best.val));
+            }
+          }
+          this.counters.itemsMerged++;
+          from = keySuccessor(best.key);
+        }
+        return from;
+      });
+      await Promise.resolve();
+    }
+    let pending = [...inputs];
+    while (pending.length > 0) {
+      pending = this.t.transact("merge free", (w) => {
+        let budget = MERGE_FREE_BLOCKS_PER_TRANS;
+        const rest: LogTrees[] = [];
+        for (const lt of pending) {
+          const cur = this.lts.lookup(lt.rid, lt.nr);
+          assert(cur !== null && ltIsFinalized(cur), `merge input ${lt.rid.toString(16)}.${lt.nr} vanished`);
+          const n = this.lts.treeBlocks(cur);
+          if (n > budget && budget < MERGE_FREE_BLOCKS_PER_TRANS) {
+            rest.push(lt);
+            continue;
+          }
+          this.counters.blocksFreed += this.lts.freeTree(w, cur);
+          budget -= n;
+          this.counters.treesMerged++;
+        }
+        return rest;
+      });
+      await Promise.resolve();
+    }
+    this.counters.merges++;
+  }
+}

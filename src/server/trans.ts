@@ -1,0 +1,289 @@
+/**
+ * Server transactions (scoutfs server.c "commit" and the server half of alloc.c): every change
+ * the server makes to the volume — mounted client items, next_ino, log_trees items, the
+ * allocators it hands to mounts, fs_root during merges — happens in a transaction that ends
+ * with a commit of the metadata block cache and the super block. A request is answered only
+ * after the commit that holds its change is durable.
+ *
+ * Allocator discipline (the same as the standalone item store, src/item/store.ts):
+ * - metadata blocks for the server's own btree changes come from server_meta_avail[0] (a list,
+ *   src/alloc/list.ts), refilled from the meta_alloc extent trees at the start of a transaction
+ *   when it holds fewer than `metaAvailLow` blknos;
+ * - blocks the server frees go to server_meta_freed[freedIdx]; the index flips at each commit,
+ *   and each transaction first empties the OTHER freed list — filled by the previous commit,
+ *   durable now — back into meta_alloc. A block is reusable only after the commit that freed it
+ *   is on disk. At open both freed lists hold only durable frees, so either may be emptied.
+ * - blocks freed by mounts (their log tree's meta_freed list, data_freed root) were freed by a
+ *   commit_log_trees that is already durable, so they go straight back into meta_alloc /
+ *   data_alloc (`reclaimList`, `drainExtents`).
+ *
+ * Failure: a transaction that throws (ENOSPC, EIO, a bug) is abandoned whole: the dirty blocks
+ * are discarded and the super is restored from the snapshot taken when it began. Nothing of it
+ * reaches the device and the server can carry on.
+ *
+ * Seqs: `nextSeq()` is scoutfs_server_next_seq(): one monotone counter for transaction seqs of
+ * mounts, lock write seqs and finalize seqs, stored in super.seq at each commit (and restored
+ * from it at open), so seqs never go backward across server restarts.
+ *
+ * Transactions are synchronous (device I/O is synchronous), so two requests never interleave
+ * inside one; handlers that wait on the network do so between transactions.
+ */
+import { MetaCache } from "../block/cache.ts";
+import { readSuper, writeSuper, type Super } from "../block/super.ts";
+import type { Device } from "../block/device.ts";
+import { ListAlloc, emptyListHead, emptyListBlock, listBlockCodec, type ListHead } from "../alloc/list.ts";
+import { ExtentAlloc, type AllocRootMut } from "../alloc/extents.ts";
+import { btreeExtentOps } from "../alloc/btree-ops.ts";
+import type { Writer } from "../alloc/types.ts";
+import { SuperBlock } from "../format/super.ts";
+import { ALLOC_LIST_MAX_BLOCKS } from "../format/alloc.ts";
+import * as C from "../format/constants.ts";
+import { assert } from "../util/assert.ts";
+import { ScoutfsError } from "../util/errors.ts";
+
+export interface ServerWriter extends Writer {
+  alloc: ListAlloc;
+}
+
+export interface ServerTransOptions {
+  /** Refill server_meta_avail[0] when it holds fewer blknos than this... */
+  metaAvailLow?: number;
+  /** ...up to this many (must fit in one list block). */
+  metaAvailTarget?: number;
+  cacheBlocks?: number;
+}
+
+export const SERVER_META_AVAIL_LOW = 2048;
+export const SERVER_META_AVAIL_TARGET = 6144;
+/** A transaction commits early (callers check `low()`) when fewer list entries than this remain. */
+export const SERVER_TRANS_RESERVE_BLOCKS = 256;
+
+function cmpBig(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function cloneSuper(s: Super): Super {
+  return SuperBlock.decode(SuperBlock.encode(s));
+}
+
+export class ServerTrans {
+  /** The super being changed by the current transaction (the committed one between them). */
+  sup: Super;
+  /** The super as of the last commit: what get_roots/statfs report. */
+  stable: Super;
+  readonly cache: MetaCache;
+  private lists: ListAlloc | null = null;
+  private freedIdx = 0;
+  private seq: bigint;
+  private inTrans = false;
+  private readonly metaAvailLow: number;
+  private readonly metaAvailTarget: number;
+  readonly counters = { commits: 0, failures: 0, metaRecycled: 0, metaRefills: 0 };
+
+  constructor(readonly dev: Device, opts: ServerTransOptions = {}) {
+    this.sup = readSuper(dev, { meta: true });
+    this.stable = cloneSuper(this.sup);
+    this.cache = new MetaCache(dev, this.sup.hdr.fsid, opts.cacheBlocks ? { maxCleanBlocks: opts.cacheBlocks } : {});
+    this.seq = this.sup.seq;
+    this.metaAvailLow = opts.metaAvailLow ?? SERVER_META_AVAIL_LOW;
+    this.metaAvailTarget = opts.metaAvailTarget ?? SERVER_META_AVAIL_TARGET;
+    assert(this.metaAvailTarget <= ALLOC_LIST_MAX_BLOCKS && this.metaAvailLow < this.metaAvailTarget, "server avail fill bounds");
+  }
+
+  get fsid(): bigint {
+    return this.sup.hdr.fsid;
+  }
+
+  /** The last seq handed out (scoutfs_server_seq). */
+  currentSeq(): bigint {
+    return this.seq;
+  }
+
+  nextSeq(): bigint {
+    this.seq += 1n;
+    return this.seq;
+  }
+
+  /** Lock recovery: seqs must stay above every write seq clients already hold. */
+  setSeqIfGreater(seq: bigint): void {
+    if (seq > this.seq) this.seq = seq;
+  }
+
+  metaBounds(): { first: bigint; last: bigint } {
+    const lastDev = this.dev.sizeBytes / BigInt(C.BLOCK_LG_SIZE) - 1n;
+    const last = this.sup.total_meta_blocks - 1n < lastDev ? this.sup.total_meta_blocks - 1n : lastDev;
+    return { first: BigInt(C.META_DEV_START_BLKNO), last };
+  }
+
+  dataBounds(): { first: bigint; last: bigint } {
+    return { first: BigInt(C.DATA_DEV_START_BLKNO), last: this.sup.total_data_blocks - 1n };
+  }
+
+  metaExtents(root: AllocRootMut): ExtentAlloc {
+    return new ExtentAlloc(root, btreeExtentOps, this.metaBounds());
+  }
+
+  dataExtents(root: AllocRootMut): ExtentAlloc {
+    return new ExtentAlloc(root, btreeExtentOps, this.dataBounds());
+  }
+
+  private writer(): ServerWriter {
+    this.lists ??= new ListAlloc(this.cache, this.sup.server_meta_avail[0]!, this.sup.server_meta_freed[this.freedIdx]!);
+    return { cache: this.cache, alloc: this.lists };
+  }
+
+  /**
+   * Run `fn` as one server transaction and commit it. `fn` must not await. A throw abandons
+   * everything it changed (blocks and super) and is rethrown.
+   */
+  transact<T>(what: string, fn: (w: ServerWriter) => T): T {
+    assert(!this.inTrans, `server transaction '${what}' inside another`);
+    this.inTrans = true;
+    const saved = SuperBlock.encode(this.sup);
+    const savedSeq = this.seq;
+    try {
+      const w = this.writer();
+      this.server_recycle_freed(w);
+      this.server_refill_avail(w);
+      const r = fn(w);
+      this.server_commit();
+      return r;
+    } catch (err) {
+      this.cache.discardDirty();
+      this.sup = SuperBlock.decode(saved);
+      // seqs handed out stay used (they may have been sent); only allocator state rolls back
+      void savedSeq;
+      this.lists = null;
+      this.counters.failures++;
+      throw err;
+    } finally {
+      this.inTrans = false;
+    }
+  }
+
+  /** True when the running transaction should commit before changing about `blocks` more. */
+  low(w: ServerWriter, blocks = SERVER_TRANS_RESERVE_BLOCKS): boolean {
+    return w.alloc.low(blocks);
+  }
+
+  private server_commit(): void {
+    this.sup.seq = this.seq;
+    this.cache.commit(() => writeSuper(this.dev, this.sup));
+    this.freedIdx ^= 1;
+    this.lists = null;
+    this.stable = cloneSuper(this.sup);
+    this.counters.commits++;
+  }
+
+  /** Empty the freed list of the previous (durable) commit back into meta_alloc. */
+  private server_recycle_freed(w: ServerWriter): void {
+    const other = this.sup.server_meta_freed[this.freedIdx ^ 1]!;
+    if (other.ref.blkno === 0n) return;
+    this.counters.metaRecycled += this.reclaimList(w, other);
+  }
+
+  /** Top up server_meta_avail[0] from the meta_alloc extent trees. */
+  private server_refill_avail(w: ServerWriter): void {
+    const avail = this.sup.server_meta_avail[0]!;
+    if (avail.first_nr >= this.metaAvailLow) return;
+    let want = BigInt(this.metaAvailTarget - avail.first_nr);
+    for (const src of this.metaSourcesLargestFirst()) {
+      while (want > 0n) {
+        const e = src.allocLargest(w, want);
+        if (!e) break;
+        w.alloc.addAvail(e.start, e.len);
+        want -= e.len;
+      }
+    }
+    this.counters.metaRefills++;
+  }
+
+  private metaSourcesLargestFirst(): ExtentAlloc[] {
+    return this.sup.meta_alloc.map((r) => this.metaExtents(r)).sort((a, b) => cmpBig(b.root.total_len, a.root.total_len));
+  }
+
+  /**
+   * Give every blkno of a list whose frees are durable back to meta_alloc[0] (contiguous runs as
+   * one extent), free the list's own blocks, and empty the head. Returns the blknos returned.
+   */
+  reclaimList(w: ServerWriter, head: ListHead): number {
+    if (head.ref.blkno === 0n) return 0;
+    const { blknos, listBlocks } = ListAlloc.listBlknos(this.cache, head);
+    blknos.sort(cmpBig);
+    const target = this.metaExtents(this.sup.meta_alloc[0]!);
+    let i = 0;
+    while (i < blknos.length) {
+      let n = 1;
+      while (i + n < blknos.length && blknos[i + n] === blknos[i]! + BigInt(n)) n++;
+      target.insert(w, blknos[i]!, BigInt(n));
+      i += n;
+    }
+    Object.assign(head, emptyListHead());
+    for (const b of listBlocks) w.alloc.freeMeta(b);
+    return blknos.length;
+  }
+
+  /**
+   * Fill a mount's avail list (its first block) up to `target` blknos from meta_alloc when it
+   * holds fewer than `lo`. The first list block is rewritten in a block of the server's (the old
+   * one is freed) so the mount's committed list stays intact until this commit is durable.
+   * ENOSPC when meta_alloc cannot provide a single block and the list is empty.
+   */
+  fillList(w: ServerWriter, head: ListHead, lo: number, target: number): void {
+    assert(target <= ALLOC_LIST_MAX_BLOCKS && lo <= target, `list fill ${lo}..${target}`);
+    if (head.ref.blkno !== 0n && head.first_nr >= lo) return;
+    const blk = emptyListBlock();
+    if (head.ref.blkno !== 0n) {
+      const old = this.cache.read(head.ref, listBlockCodec);
+      for (let i = 0; i < old.nr; i++) blk.blknos[i] = old.blknos[old.start + i]!;
+      blk.nr = old.nr;
+      blk.next = { ...old.next };
+      w.alloc.freeMeta(head.ref.blkno);
+    }
+    let want = BigInt(target - blk.nr);
+    let added = 0n;
+    for (const src of this.metaSourcesLargestFirst()) {
+      while (want > 0n) {
+        const e = src.allocLargest(w, want);
+        if (!e) break;
+        for (let b = 0n; b < e.len; b++) blk.blknos[blk.nr++] = e.start + b;
+        want -= e.len;
+        added += e.len;
+      }
+    }
+    if (blk.nr === 0) throw new ScoutfsError("ENOSPC", "no free metadata blocks left to give a mount");
+    const blkno = w.alloc.allocMeta();
+    head.ref = { blkno, seq: this.cache.create(blkno, listBlockCodec, blk) };
+    head.first_nr = blk.nr;
+    head.total_nr += added;
+  }
+
+  /**
+   * Move free extents from `from` into `to` until `to` holds `target` blocks (when it holds fewer
+   * than `lo`). Returns the blocks moved.
+   */
+  fillExtents(w: ServerWriter, to: ExtentAlloc, from: ExtentAlloc, lo: bigint, target: bigint): bigint {
+    if (to.root.total_len >= lo) return 0n;
+    let moved = 0n;
+    while (to.root.total_len < target) {
+      const e = from.allocLargest(w, target - to.root.total_len);
+      if (!e) break;
+      to.insert(w, e.start, e.len);
+      moved += e.len;
+    }
+    return moved;
+  }
+
+  /** Move every extent of `from` into `to` (durable frees, or a departed mount's avail). */
+  drainExtents(w: ServerWriter, to: ExtentAlloc, from: ExtentAlloc): bigint {
+    let moved = 0n;
+    for (;;) {
+      const e = from.nextExtent(w.cache, 0n);
+      if (!e) break;
+      from.remove(w, e.start, e.len);
+      to.insert(w, e.start, e.len);
+      moved += e.len;
+    }
+    return moved;
+  }
+}
