@@ -10,6 +10,7 @@ import { FORMAT_VERSION_MAX, FORMAT_VERSION_MIN } from "../format/constants.ts";
 import { QuietExit, ScoutfsError } from "../util/errors.ts";
 import { mkfsCommand } from "./commands/mkfs.ts";
 import { printCommand } from "./commands/print.ts";
+import { mountCommand, mountHelperArgs } from "./commands/mount.ts";
 import pkg from "../../package.json" with { type: "json" };
 
 type Group = "core" | "info" | "search" | "agent" | "debug";
@@ -23,6 +24,7 @@ interface Entry {
 
 const COMMANDS: Entry[] = [
   { name: "mkfs", args: "META-DEVICE DATA-DEVICE", doc: "Initialize a new ScoutFS filesystem", group: "core", cmd: mkfsCommand },
+  { name: "mount", args: "-o metadev_path=META[,...] DATA-DEVICE MOUNT-POINT", doc: "Mount a ScoutFS filesystem (starts a node)", group: "core", cmd: mountCommand },
   { name: "print", args: "META-DEV", doc: "Print metadata structures", group: "debug", cmd: printCommand },
 ];
 
@@ -90,8 +92,26 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** Invoked as mount.scoutfs (by mount(8) for `mount -t scoutfs`)? */
+function asMountHelper(): boolean {
+  const names = [process.argv0, process.argv[1] ?? ""].map((p) => p.split("/").pop());
+  return names.includes("mount.scoutfs");
+}
+
 if (import.meta.main) {
-  main(process.argv.slice(2)).then(
+  let argv = process.argv.slice(2);
+  if (asMountHelper()) {
+    let helper: string[] | null;
+    try {
+      helper = mountHelperArgs(argv);
+    } catch (err) {
+      process.stderr.write(errorLine("mount", err) + "\n");
+      process.exit(1);
+    }
+    if (helper === null) process.exit(0);
+    argv = ["mount", ...helper];
+  }
+  main(argv).then(
     (code) => process.exit(code),
     (err) => {
       process.stderr.write(errorLine("", err) + "\n");

@@ -81,6 +81,11 @@ export interface ServerOptions {
   mergeRoundTimeoutMs?: number;
   lockRecoveryTimeoutMs?: number;
   net?: NetCommonOptions & { reconnect_timeout_ms?: number };
+  /**
+   * Mounts already fenced before this server started (the node fences previous leaders at
+   * election): their resources are reclaimed at once instead of after the recovery timeout.
+   */
+  fencedRids?: readonly bigint[];
   /** Fence a mount that vanished before its resources are reclaimed; throwing keeps them. */
   fence?: (rid: bigint, ipv4: string) => Promise<void>;
   log?: (msg: string) => void;
@@ -210,9 +215,16 @@ export class Server {
         for (const lt of orphans) this.lts.finalize(w, lt, false);
       });
     }
-    if (mounted.length === 0) return;
-    for (const r of mounted) this.recovering.add(r);
-    this.locks.beginRecovery(mounted);
+    const fenced = mounted.filter((r) => this.o.fencedRids?.includes(r));
+    for (const rid of fenced) {
+      this.log(`client rid ${rid.toString(16)} was fenced before this server started: reclaiming its resources`);
+      this.counters.departed++;
+      this.server_remove_mount(rid);
+    }
+    const live = mounted.filter((r) => !fenced.includes(r));
+    if (live.length === 0) return;
+    for (const r of live) this.recovering.add(r);
+    this.locks.beginRecovery(live);
     this.recoveryTimer = setTimeout(() => {
       for (const rid of [...this.recovering]) void this.server_client_departed(rid, "did not return after the server started");
     }, this.o.lockRecoveryTimeoutMs ?? SERVER_LOCK_RECOVERY_TIMEOUT_MS);

@@ -1,0 +1,347 @@
+/**
+ * A node: one process per mount (ARCHITECTURE.md §1). `runNode` brings it up and keeps it running
+ * until it is unmounted:
+ *
+ *   1. parse and range-check the scoutfs(5) options; check both devices are one volume;
+ *   2. register this mount (rid -> pid) for local fencing, start the quorum agent on its slot;
+ *   3. when elected: fence previous leaders that did not stop cleanly, then open the volume for
+ *      writing (the server's role: it is the only writer of the super block);
+ *   4. mount FUSE and serve the POSIX layer (src/fs/) over the item store;
+ *   5. commit every COMMIT_INTERVAL_MS when anything is dirty (and on fsync, through the store);
+ *   6. on unmount (umount(8), SIGTERM/SIGINT): final commit, resign from quorum (stop and end
+ *      events), unregister, exit 0.
+ *
+ * There is no special single-node mode: the elected leader starts the server role in this
+ * process, and the mount itself is a client of that server over TCP on the slot's address (its
+ * items go into its own log tree, committed through the server, merged into fs_root by it).
+ * A node that is not elected (another node serves the volume) would join as a client of that
+ * server; until the client lock cache keeps several mounts' caches coherent, it refuses with a
+ * clear message rather than serve stale data. Losing leadership while mounted (a partition, a
+ * newer term) stops all writes at once: the node unmounts and exits non-zero, as a fenced mount
+ * would.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import { Device } from "../block/device.ts";
+import { readSuper } from "../block/super.ts";
+import { ClientStore } from "../item/client-store.ts";
+import { Server } from "../server/server.ts";
+import { ScoutfsFuse } from "../fs/fuse.ts";
+import { mount as fuseMount, type FuseMount } from "../fuse/mount.ts";
+import { startQuorum, validateQuorumSlot, type QuorumService } from "../quorum/service.ts";
+import { findLeader, leadersToFence, presentSlots } from "../quorum/blocks.ts";
+import type { ServerState } from "../quorum/agent.ts";
+import { Fencer, MountRegistry, DEFAULT_REGISTRY_DIR } from "../server/fence.ts";
+import { ipv4ToString } from "../format/quorum.ts";
+import * as C from "../format/constants.ts";
+import { ScoutfsError } from "../util/errors.ts";
+import { parseMountOptions, type MountOptions } from "./options.ts";
+
+/** Commit dirty items at least this often (scoutfs commits every few seconds). */
+export const COMMIT_INTERVAL_MS = 2000;
+/** How long a busy quorum port is retried (a node that was just unmounted is releasing it). */
+const QUORUM_BIND_RETRY_MS = 5000;
+/** Kernel cache lifetime of names and attributes: we are the only writer. */
+const CACHE_TIMEOUT_S = 1;
+
+export interface NodeArgs {
+  dataPath: string;
+  mountpoint: string;
+  /** The -o string. */
+  options: string;
+  log?: (msg: string) => void;
+  /** Called once the volume is mounted and served. */
+  onReady?: (info: { rid: bigint; term: bigint; fsid: bigint }) => void;
+  /** Registry of local mounts for fencing (tests use a private directory). */
+  registryDir?: string;
+}
+
+function randomRid(): bigint {
+  const a = new BigUint64Array(1);
+  do crypto.getRandomValues(a);
+  while (a[0] === 0n);
+  return a[0]!;
+}
+
+const hex16 = (v: bigint) => v.toString(16).padStart(16, "0");
+
+/** Is this IPv4 address one of this host's (so a mount bound to it ran here)? */
+function isLocalAddress(ipv4: string): boolean {
+  if (ipv4.startsWith("127.")) return true;
+  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) if (a.family === "IPv4" && a.address === ipv4) return true;
+  return false;
+}
+
+/**
+ * Run a node until it is unmounted. Resolves with the exit status (0 after a clean unmount);
+ * rejects with a ScoutfsError when it cannot come up (nothing is mounted then).
+ */
+export async function runNode(a: NodeArgs): Promise<number> {
+  const log = a.log ?? ((m: string) => process.stderr.write(`scoutfs: ${m}\n`));
+  const opts: MountOptions = parseMountOptions(a.options);
+  if (!fs.existsSync(a.mountpoint) || !fs.statSync(a.mountpoint).isDirectory()) {
+    throw new ScoutfsError("ENOTDIR", `mount point '${a.mountpoint}' is not a directory`);
+  }
+  // identify the volume before touching anything: both supers, same fsid
+  const qdev = Device.open(opts.metadevPath, { write: true });
+  let sup: ReturnType<typeof readSuper>;
+  try {
+    sup = readSuper(qdev, { meta: true });
+    const ddev = Device.open(a.dataPath);
+    try {
+      if (ddev.sameAs(qdev)) throw new ScoutfsError("EINVAL", "the metadata and data devices are the same file");
+      readSuper(ddev, { meta: false, fsid: sup.hdr.fsid });
+    } finally {
+      ddev.close();
+    }
+  } catch (err) {
+    qdev.close();
+    throw err;
+  }
+  const fsid = sup.hdr.fsid;
+  if (opts.quorumSlotNr < 0) {
+    qdev.close();
+    throw new ScoutfsError(
+      "EINVAL",
+      "this mount has no quorum_slot_nr: it would have to join a running server as a client, which this version cannot do yet",
+      `give quorum_slot_nr=N for one of the volume's slots (${presentSlots(sup.qconf.slots).map((s) => s.nr).join(",")})`,
+    );
+  }
+  const slots = validateQuorumSlot(sup.qconf.slots, opts.quorumSlotNr);
+
+  const rid = randomRid();
+  const registry = new MountRegistry(a.registryDir ?? DEFAULT_REGISTRY_DIR, fsid);
+  registry.register(rid);
+  const fencer = Fencer.fromEnv(registry, log);
+
+  let server: Server | null = null;
+  let fuse: FuseMount | null = null;
+  let serverState: ServerState = "down";
+  let quorum: QuorumService | null = null;
+  let electedTerm = 0n;
+  let lostLeadership: (() => void) | null = null;
+  const lost = new Promise<void>((resolve) => (lostLeadership = resolve));
+  let elected!: (term: bigint) => void;
+  let failedStart!: (err: unknown) => void;
+  const electedP = new Promise<bigint>((resolve, reject) => {
+    elected = resolve;
+    failedStart = reject;
+  });
+
+  const startServer = async (term: bigint): Promise<void> => {
+    // fence leaders of earlier terms that never recorded a clean stop
+    const fencedRids: bigint[] = [];
+    for (const t of leadersToFence(qdev, fsid, slots, term, rid)) {
+      fencedRids.push(t.rid);
+      const ipv4 = ipv4ToString(t.addr.addr);
+      try {
+        await fencer.fence({ rid: t.rid, ipv4, reason: t.reason });
+      } catch (err) {
+        // a local mount that is not registered is not running: registrations live as long as their process
+        if (registry.lookup(t.rid) === null && isLocalAddress(ipv4)) log(`previous leader rid ${hex16(t.rid)} at ${ipv4} is not running on this host: fenced`);
+        else throw err;
+      }
+    }
+    server = Server.start({
+      metaPath: opts.metadevPath,
+      term,
+      slot: opts.quorumSlotNr,
+      fencedRids,
+      log: (m) => log(`server: ${m}`),
+      fence: async (frid, ipv4) => {
+        try {
+          await fencer.fence({ rid: frid, ipv4, reason: "mount stopped responding" });
+        } catch (err) {
+          if (registry.lookup(frid) === null && isLocalAddress(ipv4)) return;
+          throw err;
+        }
+      },
+    });
+  };
+
+  // A node that was just unmounted may still hold its quorum port for a moment while it
+  // resigns: retry a busy port briefly before calling the slot taken.
+  const bindUntil = performance.now() + QUORUM_BIND_RETRY_MS;
+  for (;;) {
+    try {
+      quorum = await startQuorumOnce();
+      break;
+    } catch (err) {
+      if (err instanceof ScoutfsError && err.code === "EBUSY" && performance.now() < bindUntil) {
+        await Bun.sleep(100);
+        continue;
+      }
+      qdev.close();
+      registry.unregister(rid);
+      throw err;
+    }
+  }
+
+  async function startQuorumOnce(): Promise<QuorumService> {
+    return await startQuorum({
+      dev: qdev,
+      fsid,
+      slots: sup.qconf.slots,
+      slot: opts.quorumSlotNr,
+      rid,
+      heartbeatTimeoutMs: opts.quorumHeartbeatTimeoutMs,
+      server: {
+        start: (term) => {
+          serverState = "starting";
+          startServer(term).then(
+            () => {
+              serverState = "up";
+              electedTerm = term;
+              quorum?.agent.poke();
+              elected(term);
+            },
+            (err) => {
+              log(`server for term ${term} could not start: ${(err as Error).message}`);
+              serverState = "down";
+              quorum?.agent.poke();
+              failedStart(err);
+            },
+          );
+        },
+        stop: () => {
+          if (serverState === "down") return;
+          serverState = "stopping";
+          if (fuse === null) {
+            try {
+              server?.close();
+            } catch (err) {
+              log(`stopping the server failed: ${(err as Error).message}`);
+            }
+            server = null;
+            serverState = "down";
+            quorum?.agent.poke();
+          } else lostLeadership?.();
+        },
+        state: () => serverState,
+      },
+      log: (ev) => {
+        if (ev.what === "elected" || ev.what === "resigned" || ev.what === "demoted" || ev.what === "error") log(`quorum: ${JSON.stringify(ev, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`);
+      },
+    });
+  }
+
+  const shutdownQuorum = async (): Promise<void> => {
+    await quorum!.shutdown(async () => {
+      for (let i = 0; i < 500 && serverState !== "down"; i++) await Bun.sleep(10);
+    });
+    qdev.close();
+    registry.unregister(rid);
+  };
+
+  // wait to be elected: heartbeat timeout plus a few election rounds
+  const waitMs = opts.quorumHeartbeatTimeoutMs + 4 * (C.QUORUM_ELECT_MIN_MS + C.QUORUM_ELECT_VAR_MS) + 1000;
+  let term: bigint;
+  try {
+    term = await Promise.race([
+      electedP,
+      Bun.sleep(waitMs).then(() => {
+        const leader = findLeader(qdev, fsid, slots);
+        if (leader && leader.rid !== rid) {
+          throw new ScoutfsError(
+            "EBUSY",
+            `the volume is served by the mount rid ${hex16(leader.rid)} in quorum slot ${leader.slot} (term ${leader.term}); joining it as a client is not supported by this version yet`,
+            "unmount the other mount first",
+          );
+        }
+        const need = slots.length < 3 ? 1 : Math.floor(slots.length / 2) + 1;
+        throw new ScoutfsError("EIO", `no quorum after ${waitMs} ms: ${need} of ${slots.length} quorum slots must be mounted to elect a leader`, "mount more of the volume's quorum slots");
+      }),
+    ]);
+  } catch (err) {
+    await shutdownQuorum();
+    throw err;
+  }
+
+  const srv = server as Server | null;
+  if (srv === null) throw new ScoutfsError("EIO", "elected but the server is not running");
+  let s: ClientStore;
+  try {
+    s = await ClientStore.open({ metaPath: opts.metadevPath, dataPath: a.dataPath, commitIntervalMs: COMMIT_INTERVAL_MS, client: { rid, quorum: true } });
+  } catch (err) {
+    srv.close();
+    server = null;
+    serverState = "down";
+    await shutdownQuorum();
+    throw err;
+  }
+  const fsImpl = new ScoutfsFuse(s, {
+    entryTimeout: CACHE_TIMEOUT_S,
+    attrTimeout: CACHE_TIMEOUT_S,
+    deleteOrphansOnInit: true,
+    statfs: () => statfsOf(srv),
+  });
+  try {
+    fuse = await fuseMount(fsImpl, a.mountpoint, {
+      fsname: a.dataPath,
+      subtype: "scoutfs",
+      allowOther: true,
+      defaultPermissions: true,
+      readOnly: opts.generic.includes("ro"),
+      dev: opts.generic.includes("dev"),
+      suid: opts.generic.includes("suid"),
+      log,
+    });
+  } catch (err) {
+    await s.close().catch(() => {});
+    srv.close();
+    server = null;
+    serverState = "down";
+    await shutdownQuorum();
+    throw err;
+  }
+  log(`mounted ${a.dataPath} (metadata ${opts.metadevPath}) at ${a.mountpoint}: fsid ${hex16(fsid)} rid ${hex16(rid)} term ${term}`);
+  a.onReady?.({ rid, term: electedTerm, fsid });
+
+  let signalled: NodeJS.Signals | null = null;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signalled = sig;
+    fuse!.unmount().catch((err) => log(`unmount on ${sig} failed: ${(err as Error).message}`));
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+
+  let status = 0;
+  await Promise.race([
+    fuse.closed,
+    lost.then(async () => {
+      status = 1;
+      log("lost quorum leadership: stopping all writes and unmounting");
+      await fuse!.unmount().catch(() => {});
+    }),
+  ]);
+  process.off("SIGTERM", onSignal);
+  process.off("SIGINT", onSignal);
+  try {
+    if (status === 0) await s.close();
+    else s.abandon();
+  } catch (err) {
+    log(`final commit failed: ${(err as Error).message}`);
+    status = 1;
+  }
+  try {
+    srv.close();
+  } catch (err) {
+    log(`stopping the server failed: ${(err as Error).message}`);
+  }
+  server = null;
+  serverState = "down";
+  await shutdownQuorum();
+  log(`unmounted ${a.mountpoint}${signalled ? ` on ${signalled}` : ""}`);
+  return status;
+}
+
+/** statfs(2) numbers from the server's allocators: 4 KiB data blocks; inodes from free metadata. */
+export function statfsOf(srv: Server) {
+  const st = srv.statfs();
+  const blocks = Number(st.total_data_blocks - BigInt(C.DATA_DEV_START_BLKNO));
+  const bfree = Number(st.free_data_blocks);
+  // scoutfs reports free inodes as what free metadata blocks could hold
+  const inodesPerBlock = 64;
+  const ffree = Number(st.free_meta_blocks) * inodesPerBlock;
+  return { blocks, bfree, bavail: bfree, files: ffree + Number(st.inode_count), ffree, bsize: C.BLOCK_SM_SIZE, namelen: 255, frsize: C.BLOCK_SM_SIZE };
+}

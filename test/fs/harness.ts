@@ -1,0 +1,62 @@
+// Drive ScoutfsFuse directly (no kernel) over a MemStore: fake request contexts and dirent sinks,
+// plus item-level invariant checks shared by the unit and model tests.
+import type { DirentSink, Entry, RequestContext } from "../../src/fuse/filesystem.ts";
+import { ScoutfsFuse, fsEnsureRoot } from "../../src/fs/fuse.ts";
+import { keyUnpack } from "../../src/format/key.ts";
+import { MemStore, type MemStoreOptions } from "../helpers/memstore.ts";
+
+export function ctx(uid = 0, gid = 0): RequestContext {
+  return { unique: 1n, nodeid: 0, uid, gid, pid: 1, interrupted: false, onInterrupt: undefined };
+}
+
+export interface Listed {
+  name: string;
+  ino: number;
+  mode: number;
+  offset: number;
+  entry?: Entry;
+}
+
+export function sink(plus = false, max = Infinity): DirentSink & { out: Listed[] } {
+  const out: Listed[] = [];
+  return {
+    plus,
+    out,
+    add(name, ino, mode, offset, entry) {
+      if (out.length >= max) return false;
+      out.push({ name, ino, mode, offset, entry });
+      return true;
+    },
+  };
+}
+
+export function setup(opts: MemStoreOptions = {}): { store: MemStore; fs: ScoutfsFuse } {
+  const store = new MemStore(opts);
+  fsEnsureRoot(store, 0o755);
+  const fs = new ScoutfsFuse(store);
+  return { store, fs };
+}
+
+/** Item keys in "zone.first.type.second.third.fourth" form, optionally of one zone. */
+export function keysOf(store: MemStore, zone?: number): string[] {
+  return store
+    .allKeys()
+    .map(keyUnpack)
+    .filter((k) => zone === undefined || k.zone === zone)
+    .map((k) => `${k.zone}.${k.first}.${k.type}.${k.second}.${k.third}.${k.fourth}`);
+}
+
+export function errnoOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (e) {
+    return (e as { code?: string }).code;
+  }
+}
+
+export function list(fs: ScoutfsFuse, nodeid: number): string[] {
+  const s = sink();
+  fs.readdir(ctx(), nodeid, 0, 0, s);
+  return s.out.map((e) => e.name);
+}
