@@ -10,10 +10,13 @@
 #   --url BASE      release base URL holding scoutfs-linux-<arch> and SHA256SUMS
 #                   (default: $SCOUTFS_RELEASE_URL; without either, build from the checkout)
 #   --prefix DIR    install under DIR/bin (default /usr/local)
+#   --sbin DIR      where the mount.scoutfs helper for `mount -t scoutfs` goes
+#                   (default /sbin with the default prefix, else PREFIX/sbin)
 #   --help          this text
 set -eu
 
 prefix=/usr/local
+sbin=
 url=${SCOUTFS_RELEASE_URL:-}
 
 say() { printf '%s\n' "install.sh: $*"; }
@@ -25,7 +28,9 @@ while [ $# -gt 0 ]; do
     --url=*) url=${1#--url=}; shift ;;
     --prefix) [ $# -ge 2 ] || die "--prefix needs a value"; prefix=$2; shift 2 ;;
     --prefix=*) prefix=${1#--prefix=}; shift ;;
-    -h|--help) sed -n '2,14p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --sbin) [ $# -ge 2 ] || die "--sbin needs a value"; sbin=$2; shift 2 ;;
+    --sbin=*) sbin=${1#--sbin=}; shift ;;
+    -h|--help) sed -n '2,16p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
@@ -88,3 +93,10 @@ mkdir -p "$prefix/bin"
 install -m 0755 "$bin" "$prefix/bin/scoutfs.new"
 mv -f "$prefix/bin/scoutfs.new" "$prefix/bin/scoutfs"
 say "installed $("$prefix/bin/scoutfs" --version) to $prefix/bin/scoutfs"
+# mount(8) runs /sbin/mount.<type> for `mount -t scoutfs`: the same binary under that name
+if [ -z "$sbin" ]; then
+  if [ "$prefix" = /usr/local ]; then sbin=/sbin; else sbin="$prefix/sbin"; fi
+fi
+mkdir -p "$sbin"
+ln -sf "$prefix/bin/scoutfs" "$sbin/mount.scoutfs"
+say "installed the mount helper $sbin/mount.scoutfs"

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { REPO, sparseFile, tempDir } from "../helpers/images.ts";
+import { freePorts } from "../helpers/ports.ts";
 
 const dir = tempDir("scoutfs-dist-");
 const rel = path.join(dir, "release");
@@ -128,5 +129,32 @@ describe("install.sh", () => {
     const r = await sh(`${path.join(REPO, "install.sh")} --prefix ${prefix}`);
     expect(r.code).toBe(0);
     expect((await sh(`${prefix}/bin/scoutfs --help`)).out).toContain("Supported format version: 1-2");
+    expect(fs.readlinkSync(`${prefix}/sbin/mount.scoutfs`)).toBe(`${prefix}/bin/scoutfs`);
   });
+
+  test("the compiled binary as mount.scoutfs mounts a volume the way mount(8) asks it to", async () => {
+    const prefix = path.join(dir, "prefix4");
+    const helper = `${prefix}/sbin/mount.scoutfs`;
+    const meta = sparseFile(path.join(dir, "h.meta"), 1 << 30);
+    const data = sparseFile(path.join(dir, "h.data"), 2 ** 31);
+    const mnt = path.join(dir, "h.mnt");
+    fs.mkdirSync(mnt);
+    const port = (await freePorts(1))[0]!;
+    expect((await sh(`${prefix}/bin/scoutfs mkfs -A -Q 0,127.0.0.1,${port} ${meta} ${data}`)).code).toBe(0);
+    const env = `SCOUTFS_LOG_DIR=${dir} SCOUTFS_RUN_DIR=${dir}/run`;
+    // -f is mount(8)'s "fake": do everything but the mount
+    expect((await sh(`${env} ${helper} ${data} ${mnt} -f -o metadev_path=${meta},quorum_slot_nr=0`)).code).toBe(0);
+    const bad = await sh(`${env} ${helper} ${data} ${mnt} -o quorum_slot_nr=0`);
+    expect(bad.code).not.toBe(0);
+    expect(bad.err.trim().split("\n")).toHaveLength(1);
+    const r = await sh(`${env} ${helper} ${data} ${mnt} -s -o rw,metadev_path=${meta},quorum_slot_nr=0,quorum_heartbeat_timeout_ms=2000`);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    try {
+      fs.writeFileSync(path.join(mnt, "f"), "from the compiled binary");
+      expect(fs.readFileSync(path.join(mnt, "f"), "utf8")).toBe("from the compiled binary");
+    } finally {
+      expect((await sh(`umount ${mnt}`)).code).toBe(0);
+    }
+  }, 60_000);
 });
