@@ -21,7 +21,6 @@
  * would.
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
 import { Device } from "../block/device.ts";
 import { readSuper } from "../block/super.ts";
 import { ClientStore } from "../item/client-store.ts";
@@ -29,13 +28,13 @@ import { Server } from "../server/server.ts";
 import { ScoutfsFuse } from "../fs/fuse.ts";
 import { mount as fuseMount, type FuseMount } from "../fuse/mount.ts";
 import { startQuorum, validateQuorumSlot, type QuorumService } from "../quorum/service.ts";
-import { findLeader, leadersToFence, presentSlots } from "../quorum/blocks.ts";
+import { findLeader, presentSlots } from "../quorum/blocks.ts";
 import type { ServerState } from "../quorum/agent.ts";
 import { Fencer, MountRegistry, DEFAULT_REGISTRY_DIR } from "../server/fence.ts";
-import { ipv4ToString } from "../format/quorum.ts";
 import * as C from "../format/constants.ts";
 import { ScoutfsError } from "../util/errors.ts";
 import { parseMountOptions, type MountOptions } from "./options.ts";
+import { fenceMount, fencePreviousLeaders } from "./fencing.ts";
 
 /** Commit dirty items at least this often (scoutfs commits every few seconds). */
 export const COMMIT_INTERVAL_MS = 2000;
@@ -64,13 +63,6 @@ function randomRid(): bigint {
 }
 
 const hex16 = (v: bigint) => v.toString(16).padStart(16, "0");
-
-/** Is this IPv4 address one of this host's (so a mount bound to it ran here)? */
-function isLocalAddress(ipv4: string): boolean {
-  if (ipv4.startsWith("127.")) return true;
-  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) if (a.family === "IPv4" && a.address === ipv4) return true;
-  return false;
-}
 
 /**
  * Run a node until it is unmounted. Resolves with the exit status (0 after a clean unmount);
@@ -130,32 +122,14 @@ export async function runNode(a: NodeArgs): Promise<number> {
 
   const startServer = async (term: bigint): Promise<void> => {
     // fence leaders of earlier terms that never recorded a clean stop
-    const fencedRids: bigint[] = [];
-    for (const t of leadersToFence(qdev, fsid, slots, term, rid)) {
-      fencedRids.push(t.rid);
-      const ipv4 = ipv4ToString(t.addr.addr);
-      try {
-        await fencer.fence({ rid: t.rid, ipv4, reason: t.reason });
-      } catch (err) {
-        // a local mount that is not registered is not running: registrations live as long as their process
-        if (registry.lookup(t.rid) === null && isLocalAddress(ipv4)) log(`previous leader rid ${hex16(t.rid)} at ${ipv4} is not running on this host: fenced`);
-        else throw err;
-      }
-    }
+    const fencedRids = await fencePreviousLeaders({ qdev, fsid, slots, term, rid, fencer, registry, log });
     server = Server.start({
       metaPath: opts.metadevPath,
       term,
       slot: opts.quorumSlotNr,
       fencedRids,
       log: (m) => log(`server: ${m}`),
-      fence: async (frid, ipv4) => {
-        try {
-          await fencer.fence({ rid: frid, ipv4, reason: "mount stopped responding" });
-        } catch (err) {
-          if (registry.lookup(frid) === null && isLocalAddress(ipv4)) return;
-          throw err;
-        }
-      },
+      fence: (frid, ipv4) => fenceMount(fencer, registry, { rid: frid, ipv4, reason: "mount stopped responding" }, log),
     });
   };
 
