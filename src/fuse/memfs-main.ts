@@ -5,10 +5,15 @@
  * and exits 0 when the filesystem is unmounted from outside.
  *
  * Options: --reader async|worker, --readers N, --writeback, --debug, --timeout SECONDS (entry
- * and attribute cache timeouts), --fsname NAME, --read-ahead-kb KB.
+ * and attribute cache timeouts), --fsname NAME, --read-ahead-kb KB, --profile (time requests).
+ *
+ * SIGUSR2 prints one line "stats <json>" on stdout: the session counters, requests per opcode and
+ * (with --profile) the time profile since the previous SIGUSR2, which it then resets. The
+ * benchmark uses it to count requests per operation.
  */
 import { Memfs } from "./memfs.ts";
 import { mount, type MountOptions } from "./mount.ts";
+import { opcodeName } from "./opcodes.ts";
 import { initFlagNames } from "./types.ts";
 
 function usage(msg: string): never {
@@ -33,6 +38,7 @@ for (let k = 0; k < args.length; k++) {
   else if (a === "--timeout") timeout = Number(val());
   else if (a === "--fsname") opts.fsname = val();
   else if (a === "--read-ahead-kb") opts.readAheadKb = Number(val());
+  else if (a === "--profile") opts.profile = true;
   else if (a.startsWith("-")) usage(`unknown option ${a}`);
   else if (mountpoint === undefined) mountpoint = a;
   else usage("one mount point only");
@@ -43,6 +49,17 @@ const fs = new Memfs({ entryTimeout: timeout, attrTimeout: timeout });
 const m = await mount(fs, mountpoint, opts);
 const info = { ...m.init, kernelFlagNames: initFlagNames(m.init.kernelFlags), enabledFlagNames: initFlagNames(m.init.enabledFlags) };
 process.stdout.write(`ready ${JSON.stringify(info)}\n`);
+process.on("SIGUSR2", () => {
+  const s = m.session;
+  const opcodes: Record<string, number> = {};
+  s.opcodeCounts.forEach((n, op) => {
+    if (n > 0) opcodes[opcodeName(op)] = n;
+  });
+  s.opcodeCounts.fill(0);
+  const profile = s.profile === undefined ? undefined : { ...s.profile };
+  if (s.profile !== undefined) for (const k of Object.keys(s.profile) as Array<keyof typeof s.profile>) s.profile[k] = 0;
+  process.stdout.write(`stats ${JSON.stringify({ counters: s.counters, opcodes, profile })}\n`);
+});
 await m.closed;
 if (process.env.MEMFS_COUNTERS) process.stderr.write(`counters ${JSON.stringify(m.session.counters)}\n`);
 process.exit(0);

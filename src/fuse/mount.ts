@@ -55,7 +55,10 @@ export interface MountOptions extends SessionOptions {
    * CPUs unless UV_THREADPOOL_SIZE says otherwise). See docs/fuse.md.
    */
   reader?: "async" | "worker";
-  /** Concurrent reads (async) or reading threads (worker); default 2. */
+  /**
+   * Concurrent reads (async; default 2) or reading threads (worker; default 1: one thread reading
+   * into a ring keeps up with any load, and a second one only adds wake-ups, see docs/fuse.md).
+   */
   readers?: number;
   /**
    * Kernel read-ahead for this mount in KiB. INIT can only lower the kernel's default (128 KiB
@@ -251,7 +254,7 @@ export async function mount(filesystem: Filesystem, mountpoint: string, opts: Mo
     throw err;
   }
   const reader: RequestReader =
-    opts.reader === "async" ? new AsyncReader(session, fd, opts.readers ?? 2) : new WorkerReader(session, fd, opts.readers ?? 2);
+    opts.reader === "async" ? new AsyncReader(session, fd, opts.readers ?? 2) : new WorkerReader(session, fd, opts.readers ?? 1);
   reader.start();
   let init: InitInfo;
   try {

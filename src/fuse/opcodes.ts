@@ -9,7 +9,7 @@
  * present without a handler, are answered ENOSYS.
  */
 import { Errno, FuseError } from "./errno.ts";
-import type { DirentSink, Entry, FileLock, OpenReply, SetattrRequest, StatfsReply } from "./filesystem.ts";
+import type { AttrReply, CreateReply, DirentSink, Entry, FileLock, OpenReply, SetattrRequest, StatfsReply } from "./filesystem.ts";
 import type { Request, Session } from "./session.ts";
 import {
   AccessIn,
@@ -75,6 +75,8 @@ export interface OpcodeInfo {
   handler: Handler | undefined;
   /** The kernel expects no reply (FORGET, BATCH_FORGET, INTERRUPT, NOTIFY_REPLY). */
   noReply?: boolean;
+  /** The handler may keep a view of the request buffer past dispatch (see Session.dispatch). */
+  holdsBuffer?: boolean;
 }
 
 const NAME_MAX_BYTES = 255;
@@ -140,13 +142,43 @@ function replyEntry(s: Session, req: Request, e: Entry): void {
   s.replyOut(req, EntryOut.SIZEOF);
 }
 
+function replyAttr(s: Session, req: Request, r: AttrReply): void {
+  const o = s.outView;
+  const p = OutHeader.SIZE;
+  putTimeout(o, p + AttrOut.ATTR_VALID, p + AttrOut.ATTR_VALID_NSEC, r.attrTimeout);
+  o.setUint32(p + AttrOut.ATTR_VALID_NSEC + 4, 0, true);
+  encodeAttr(o, p + AttrOut.ATTR, r.attr);
+  s.replyOut(req, AttrOut.SIZEOF);
+}
+
+function replyOpen(s: Session, req: Request, o: OpenReply): void {
+  encodeOpen(s.outView, OutHeader.SIZE, o);
+  s.replyOut(req, OpenOut.SIZEOF);
+}
+
+function replyCreate(s: Session, req: Request, r: CreateReply): void {
+  encodeEntry(s.outView, OutHeader.SIZE, r.entry);
+  encodeOpen(s.outView, OutHeader.SIZE + EntryOut.SIZEOF, r.open);
+  s.replyOut(req, EntryOut.SIZEOF + OpenOut.SIZEOF);
+}
+
+function replyWritten(s: Session, req: Request, n: number): void {
+  s.outView.setUint32(OutHeader.SIZE + WriteOut.SIZE, n, true);
+  s.outView.setUint32(OutHeader.SIZE + WriteOut.SIZE + 4, 0, true);
+  s.replyOut(req, WriteOut.SIZEOF);
+}
+
+function replyRead(s: Session, req: Request, data: Uint8Array, size: number): void {
+  s.replyData(req, data.byteLength > size ? data.subarray(0, size) : data);
+}
+
 function encodeOpen(v: DataView, p: number, o: OpenReply): void {
   putU64(v, p + OpenOut.FH, o.fh);
   v.setUint32(p + OpenOut.OPEN_FLAGS, o.openFlags, true);
   v.setUint32(p + OpenOut.OPEN_FLAGS + 4, 0, true);
 }
 
-function replyEmpty(s: Session, req: Request): void {
+function replyEmpty(s: Session, req: Request, _value?: unknown): void {
   s.replyOut(req, 0);
 }
 
@@ -242,10 +274,12 @@ function readdirHandler(plus: boolean): Handler {
 // ---------------------------------------------------------------------------------------------
 // The handlers.
 
+// The hot handlers call the Filesystem directly (dispatch answers a synchronous throw) and reply
+// through module-level functions: a synchronous LOOKUP or GETATTR allocates no closure.
+
 const lookup: Handler = (s, req, _v, buf, off, end) => {
   const n = name(buf, off, end);
-  const fn = need(s.fs.lookup);
-  return s.call(req, () => fn.call(s.fs, req, req.nodeid, n), (e) => replyEntry(s, req, e));
+  return s.settle(req, need(s.fs.lookup).call(s.fs, req, req.nodeid, n), replyEntry);
 };
 
 const forget: Handler = (s, req, v, _buf, off) => {
@@ -266,19 +300,7 @@ const batchForget: Handler = (s, _req, v, _buf, off, end) => {
 const getattr: Handler = (s, req, v, _buf, off) => {
   const flags = v.getUint32(off + GetattrIn.FLAGS, true);
   const fh = flags & FUSE_GETATTR_FH ? getU64(v, off + GetattrIn.FH) : undefined;
-  const fn = need(s.fs.getattr);
-  return s.call(
-    req,
-    () => fn.call(s.fs, req, req.nodeid, fh),
-    (r) => {
-      const o = s.outView;
-      const p = OutHeader.SIZE;
-      putTimeout(o, p + AttrOut.ATTR_VALID, p + AttrOut.ATTR_VALID_NSEC, r.attrTimeout);
-      o.setUint32(p + AttrOut.ATTR_VALID_NSEC + 4, 0, true);
-      encodeAttr(o, p + AttrOut.ATTR, r.attr);
-      s.replyOut(req, AttrOut.SIZEOF);
-    },
-  );
+  return s.settle(req, need(s.fs.getattr).call(s.fs, req, req.nodeid, fh), replyAttr);
 };
 
 const setattr: Handler = (s, req, v, _buf, off) => {
@@ -297,19 +319,7 @@ const setattr: Handler = (s, req, v, _buf, off) => {
     uid: v.getUint32(off + SetattrIn.UID, true),
     gid: v.getUint32(off + SetattrIn.GID, true),
   };
-  const fn = need(s.fs.setattr);
-  return s.call(
-    req,
-    () => fn.call(s.fs, req, req.nodeid, set),
-    (r) => {
-      const o = s.outView;
-      const p = OutHeader.SIZE;
-      putTimeout(o, p + AttrOut.ATTR_VALID, p + AttrOut.ATTR_VALID_NSEC, r.attrTimeout);
-      o.setUint32(p + AttrOut.ATTR_VALID_NSEC + 4, 0, true);
-      encodeAttr(o, p + AttrOut.ATTR, r.attr);
-      s.replyOut(req, AttrOut.SIZEOF);
-    },
-  );
+  return s.settle(req, need(s.fs.setattr).call(s.fs, req, req.nodeid, set), replyAttr);
 };
 
 const readlink: Handler = (s, req) => {
@@ -333,36 +343,31 @@ const mknod: Handler = (s, req, v, buf, off, end) => {
   const rdev = v.getUint32(off + MknodIn.RDEV, true);
   const umask = v.getUint32(off + MknodIn.UMASK, true);
   const n = name(buf, off + MknodIn.SIZEOF, end);
-  const fn = need(s.fs.mknod);
-  return s.call(req, () => fn.call(s.fs, req, req.nodeid, n, mode, rdev, umask), (e) => replyEntry(s, req, e));
+  return s.settle(req, need(s.fs.mknod).call(s.fs, req, req.nodeid, n, mode, rdev, umask), replyEntry);
 };
 
 const mkdir: Handler = (s, req, v, buf, off, end) => {
   const mode = v.getUint32(off + MkdirIn.MODE, true);
   const umask = v.getUint32(off + MkdirIn.UMASK, true);
   const n = name(buf, off + MkdirIn.SIZEOF, end);
-  const fn = need(s.fs.mkdir);
-  return s.call(req, () => fn.call(s.fs, req, req.nodeid, n, mode, umask), (e) => replyEntry(s, req, e));
+  return s.settle(req, need(s.fs.mkdir).call(s.fs, req, req.nodeid, n, mode, umask), replyEntry);
 };
 
 const unlink: Handler = (s, req, _v, buf, off, end) => {
   const n = name(buf, off, end);
-  const fn = need(s.fs.unlink);
-  return s.call(req, () => fn.call(s.fs, req, req.nodeid, n), () => replyEmpty(s, req));
+  return s.settle(req, need(s.fs.unlink).call(s.fs, req, req.nodeid, n), replyEmpty);
 };
 
 const rmdir: Handler = (s, req, _v, buf, off, end) => {
   const n = name(buf, off, end);
-  const fn = need(s.fs.rmdir);
-  return s.call(req, () => fn.call(s.fs, req, req.nodeid, n), () => replyEmpty(s, req));
+  return s.settle(req, need(s.fs.rmdir).call(s.fs, req, req.nodeid, n), replyEmpty);
 };
 
 function renameCommon(s: Session, req: Request, buf: Buffer, namesOff: number, end: number, newDir: number, flags: number): Promise<void> | undefined {
   const [oldName, next] = cstr(buf, namesOff, end, NAME_MAX_BYTES, "rename old name");
   const [newName] = cstr(buf, next, end, NAME_MAX_BYTES, "rename new name");
   if (oldName.length === 0 || newName.length === 0) badRequest("rename with an empty name");
-  const fn = need(s.fs.rename);
-  return s.call(req, () => fn.call(s.fs, req, req.nodeid, oldName, newDir, newName, flags), () => replyEmpty(s, req));
+  return s.settle(req, need(s.fs.rename).call(s.fs, req, req.nodeid, oldName, newDir, newName, flags), replyEmpty);
 }
 
 const rename: Handler = (s, req, v, buf, off, end) =>
@@ -381,15 +386,7 @@ const link: Handler = (s, req, v, buf, off, end) => {
 function openHandler(dir: boolean): Handler {
   return (s, req, v, _buf, off) => {
     const flags = v.getUint32(off + OpenIn.FLAGS, true);
-    const fn = need(dir ? s.fs.opendir : s.fs.open);
-    return s.call(
-      req,
-      () => fn.call(s.fs, req, req.nodeid, flags),
-      (o) => {
-        encodeOpen(s.outView, OutHeader.SIZE, o);
-        s.replyOut(req, OpenOut.SIZEOF);
-      },
-    );
+    return s.settle(req, need(dir ? s.fs.opendir : s.fs.open).call(s.fs, req, req.nodeid, flags), replyOpen);
   };
 }
 
@@ -397,12 +394,7 @@ const read: Handler = (s, req, v, _buf, off) => {
   const fh = getU64(v, off + ReadIn.FH);
   const pos = offset(v, off + ReadIn.OFFSET);
   const size = v.getUint32(off + ReadIn.SIZE, true);
-  const fn = need(s.fs.read);
-  return s.call(
-    req,
-    () => fn.call(s.fs, req, req.nodeid, fh, pos, size),
-    (data) => s.replyData(req, data.byteLength > size ? data.subarray(0, size) : data),
-  );
+  return s.settle(req, need(s.fs.read).call(s.fs, req, req.nodeid, fh, pos, size), replyRead, false, size);
 };
 
 const write: Handler = (s, req, v, buf, off, end) => {
@@ -414,17 +406,7 @@ const write: Handler = (s, req, v, buf, off, end) => {
   if (dataOff + size !== end) badRequest(`WRITE of ${size} bytes carries ${end - dataOff}`);
   if (pos + size > Number.MAX_SAFE_INTEGER) throw new FuseError("EFBIG");
   const data = buf.subarray(dataOff, end);
-  const fn = need(s.fs.write);
-  return s.call(
-    req,
-    () => fn.call(s.fs, req, req.nodeid, fh, pos, data, flags),
-    (n) => {
-      s.outView.setUint32(OutHeader.SIZE + WriteOut.SIZE, n, true);
-      s.outView.setUint32(OutHeader.SIZE + WriteOut.SIZE + 4, 0, true);
-      s.replyOut(req, WriteOut.SIZEOF);
-    },
-    true,
-  );
+  return s.settle(req, need(s.fs.write).call(s.fs, req, req.nodeid, fh, pos, data, flags), replyWritten, true);
 };
 
 const statfs: Handler = (s, req) => {
@@ -447,7 +429,7 @@ const release: Handler = (s, req, v, _buf, off) => {
     replyEmpty(s, req);
     return undefined;
   }
-  return s.call(req, () => fn.call(s.fs, req, req.nodeid, fh, flags, rflags, owner), () => replyEmpty(s, req));
+  return s.settle(req, fn.call(s.fs, req, req.nodeid, fh, flags, rflags, owner), replyEmpty);
 };
 
 const releasedir: Handler = (s, req, v, _buf, off) => {
@@ -472,8 +454,7 @@ function fsyncHandler(dir: boolean): Handler {
 const flush: Handler = (s, req, v, _buf, off) => {
   const fh = getU64(v, off + FlushIn.FH);
   const owner = v.getBigUint64(off + FlushIn.LOCK_OWNER, true);
-  const fn = need(s.fs.flush);
-  return s.call(req, () => fn.call(s.fs, req, req.nodeid, fh, owner), () => replyEmpty(s, req));
+  return s.settle(req, need(s.fs.flush).call(s.fs, req, req.nodeid, fh, owner), replyEmpty);
 };
 
 const setxattr: Handler = (s, req, v, buf, off, end) => {
@@ -538,18 +519,9 @@ function createHandler(tmp: boolean): Handler {
     const flags = v.getUint32(off + CreateIn.FLAGS, true);
     const mode = v.getUint32(off + CreateIn.MODE, true);
     const umask = v.getUint32(off + CreateIn.UMASK, true);
-    const cb = (r: { entry: Entry; open: OpenReply }): void => {
-      encodeEntry(s.outView, OutHeader.SIZE, r.entry);
-      encodeOpen(s.outView, OutHeader.SIZE + EntryOut.SIZEOF, r.open);
-      s.replyOut(req, EntryOut.SIZEOF + OpenOut.SIZEOF);
-    };
-    if (tmp) {
-      const fn = need(s.fs.tmpfile);
-      return s.call(req, () => fn.call(s.fs, req, req.nodeid, mode, umask, flags), cb);
-    }
+    if (tmp) return s.settle(req, need(s.fs.tmpfile).call(s.fs, req, req.nodeid, mode, umask, flags), replyCreate);
     const n = name(buf, off + CreateIn.SIZEOF, end);
-    const fn = need(s.fs.create);
-    return s.call(req, () => fn.call(s.fs, req, req.nodeid, n, mode, umask, flags), cb);
+    return s.settle(req, need(s.fs.create).call(s.fs, req, req.nodeid, n, mode, umask, flags), replyCreate);
   };
 }
 
@@ -684,11 +656,11 @@ export const OPCODES: Record<number, OpcodeInfo> = {
   [Opcode.LINK]: { name: "LINK", inSize: LinkIn.SIZEOF, handler: link },
   [Opcode.OPEN]: { name: "OPEN", inSize: OpenIn.SIZEOF, handler: openHandler(false) },
   [Opcode.READ]: { name: "READ", inSize: ReadIn.SIZEOF, handler: read },
-  [Opcode.WRITE]: { name: "WRITE", inSize: WriteIn.SIZEOF, handler: write },
+  [Opcode.WRITE]: { name: "WRITE", inSize: WriteIn.SIZEOF, handler: write, holdsBuffer: true },
   [Opcode.STATFS]: { name: "STATFS", inSize: 0, handler: statfs },
   [Opcode.RELEASE]: { name: "RELEASE", inSize: ReleaseIn.SIZEOF, handler: release },
   [Opcode.FSYNC]: { name: "FSYNC", inSize: FsyncIn.SIZEOF, handler: fsyncHandler(false) },
-  [Opcode.SETXATTR]: { name: "SETXATTR", inSize: SetxattrIn.COMPAT_SIZEOF, handler: setxattr },
+  [Opcode.SETXATTR]: { name: "SETXATTR", inSize: SetxattrIn.COMPAT_SIZEOF, handler: setxattr, holdsBuffer: true },
   [Opcode.GETXATTR]: { name: "GETXATTR", inSize: GetxattrIn.SIZEOF, handler: getxattr },
   [Opcode.LISTXATTR]: { name: "LISTXATTR", inSize: GetxattrIn.SIZEOF, handler: listxattr },
   [Opcode.REMOVEXATTR]: { name: "REMOVEXATTR", inSize: 0, handler: removexattr },
@@ -728,7 +700,7 @@ export const OPCODES: Record<number, OpcodeInfo> = {
       return undefined;
     },
   },
-  [Opcode.IOCTL]: { name: "IOCTL", inSize: IoctlIn.SIZEOF, handler: ioctl },
+  [Opcode.IOCTL]: { name: "IOCTL", inSize: IoctlIn.SIZEOF, handler: ioctl, holdsBuffer: true },
   [Opcode.POLL]: { name: "POLL", inSize: 24, handler: undefined },
   [Opcode.NOTIFY_REPLY]: { name: "NOTIFY_REPLY", inSize: NotifyRetrieveIn.SIZEOF, handler: notifyReply, noReply: true },
   [Opcode.BATCH_FORGET]: { name: "BATCH_FORGET", inSize: BatchForgetIn.SIZEOF, handler: batchForget, noReply: true },

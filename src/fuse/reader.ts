@@ -14,8 +14,9 @@
  *   with 2 CPUs and 2 slots, every other async fs call of the process waits forever, so a
  *   filesystem that itself does async file I/O deadlocks. Measured and shown in docs/fuse.md.
  *
- * - "worker" (default): worker threads blocking in readSync hand each request to the main thread
- *   through shared memory. See worker-reader.ts.
+ * - "worker" (default): a worker thread blocking in readSync publishes requests in a ring of
+ *   shared slots and wakes the main thread only when it sleeps. See worker-reader.ts; it is
+ *   faster per request and never occupies the I/O pool.
  *
  * Buffer lending: a request that keeps a view of its buffer past dispatch (WRITE data, SETXATTR
  * value, IOCTL input) returns a promise; the slot reads the next request into a buffer from the

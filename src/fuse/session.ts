@@ -2,11 +2,12 @@
  * One FUSE connection: request dispatch, request lifetime, reply writing, interrupts, INIT
  * negotiation and kernel notifications (go-fuse's fuse/server.go).
  *
- * Flow. A Reader (reader.ts) delivers each request read from /dev/fuse as a view of a reusable
- * buffer. `dispatch` checks the header, looks the opcode up in the table (opcodes.ts: name, fixed
- * input size, handler), and the handler decodes the input, calls the Filesystem and encodes the
- * reply. Nothing in here blocks: the reply is one write(2)/writev(2) to the device, which the
- * kernel completes at once.
+ * Flow. A Reader (reader.ts, worker-reader.ts) delivers each request read from /dev/fuse as a
+ * view of a reusable buffer. `dispatch` checks the header, looks the opcode up in the table
+ * (opcodes.ts: name, fixed input size, handler), and the handler decodes the input, calls the
+ * Filesystem and encodes the reply (`settle`: at once for a value, later for a promise). Nothing
+ * in here blocks: the reply is one write(2)/writev(2) to the device, which the kernel completes at
+ * once.
  *
  * Request lifetime.
  * - A handler that finishes synchronously has replied before dispatch returns.
@@ -25,6 +26,9 @@
  * encoding function returns, so concurrent requests never see each other's bytes. READ replies
  * go out as writev(header, data) to avoid copying the data. Readdir builds its reply in its own
  * buffer because the Filesystem may fill it across awaits.
+ *
+ * Counters: `counters`, requests per opcode (`opcodeCounts`), and with `profile` the time of
+ * each stage (reader handoff, dispatch, reply write; see SessionProfile and docs/fuse.md).
  *
  * Notifications (inval_inode, inval_entry, delete, store, retrieve) are written with an async
  * write: the kernel takes inode locks to process them, and a request holding such a lock may be
@@ -67,8 +71,17 @@ export interface SessionOptions {
   posixAcl?: boolean;
   /** Maximum background requests the kernel keeps outstanding (readahead, async writes). */
   maxBackground?: number;
+  /**
+   * Let the kernel compare mtime/size on every attribute refresh and drop cached pages when they
+   * changed (FUSE_AUTO_INVAL_DATA). Off by default: it makes every read(2) of a file whose
+   * attributes have expired wait for a GETATTR, and a filesystem that invalidates explicitly
+   * (notifyInvalInode when it loses the right to let the kernel cache) does not need it.
+   */
+  autoInvalData?: boolean;
   /** Log every request and reply to stderr. */
   debug?: boolean;
+  /** Time every request (handoff from the reader thread, dispatch, reply write): see SessionProfile. */
+  profile?: boolean;
   /** Where errors and malformed requests are reported; stderr by default. */
   log?: (msg: string) => void;
 }
@@ -86,19 +99,51 @@ export interface SessionCounters {
   notifications: number;
 }
 
+/**
+ * Where the time of requests goes, collected when SessionOptions.profile is set. Times are sums in
+ * milliseconds; divide by the counts. `handoffMs` is measured only by the worker reader (from
+ * read(2) returning on the reader thread to dispatch starting on the main thread).
+ */
+export interface SessionProfile {
+  handoffMs: number;
+  handoffs: number;
+  /**
+   * The synchronous part of dispatch (decode + Filesystem call + encode + reply write for a request
+   * answered at once), for requests that did not keep their buffer.
+   */
+  dispatchMs: number;
+  dispatches: number;
+  /** The reply write(2)/writev(2) alone. */
+  replyMs: number;
+  replies: number;
+  /** Wake-ups of the event loop by the reader (requests per wake-up = dispatches / wakeups). */
+  wakeups: number;
+}
+
 /** The request state kept while a Filesystem promise is outstanding. */
 export class Request implements RequestContext {
   answered = false;
   interrupted = false;
   onInterrupt: (() => void) | undefined = undefined;
   constructor(
-    readonly unique: bigint,
+    /** The kernel's request id as two u32 halves, copied into the reply without a bigint. */
+    readonly uniqueLo: number,
+    readonly uniqueHi: number,
     readonly opcode: number,
     readonly nodeid: number,
     readonly uid: number,
     readonly gid: number,
     readonly pid: number,
   ) {}
+
+  get unique(): bigint {
+    return (BigInt(this.uniqueHi) << 32n) | BigInt(this.uniqueLo);
+  }
+
+  /** The unique as a number: exact, the kernel counts up from 0 in steps of 2. */
+  get key(): number {
+    return this.uniqueHi * 2 ** 32 + this.uniqueLo;
+  }
 }
 
 /** Bytes of the shared reply buffer: headers + the largest fixed reply, xattr values, names. */
@@ -123,8 +168,14 @@ export class Session {
     writeFailures: 0,
     notifications: 0,
   };
-  /** Requests whose Filesystem promise has not settled, by unique. */
-  readonly inflight = new Map<bigint, Request>();
+  /** Requests whose Filesystem promise has not settled, by unique (Request.key). */
+  readonly inflight = new Map<number, Request>();
+  /** Requests received per opcode (index: opcode; 0 holds opcodes above 63). */
+  readonly opcodeCounts = new Float64Array(64);
+  /** Set when SessionOptions.profile is. */
+  readonly profile: SessionProfile | undefined;
+  /** performance.timeOrigin + now() of the read(2) that returned the request being dispatched. */
+  readAtMs = Number.NaN;
   /** Set by INIT: what the kernel offered and what we enabled. */
   init: InitInfo | undefined = undefined;
   /** The SETXATTR fixed part is 16 bytes once SETXATTR_EXT is enabled, else 8. */
@@ -152,9 +203,12 @@ export class Session {
       writebackCache: opts.writebackCache ?? false,
       posixAcl: opts.posixAcl ?? true,
       maxBackground: opts.maxBackground ?? 64,
+      autoInvalData: opts.autoInvalData ?? false,
       debug: opts.debug ?? false,
+      profile: opts.profile ?? false,
       log: opts.log ?? ((msg: string) => process.stderr.write(`fuse: ${msg}\n`)),
     };
+    this.profile = this.opts.profile ? { handoffMs: 0, handoffs: 0, dispatchMs: 0, dispatches: 0, replyMs: 0, replies: 0, wakeups: 0 } : undefined;
     this.ready = new Promise<InitInfo>((resolve, reject) => {
       this.readyResolve = resolve;
       this.readyReject = reject;
@@ -170,20 +224,40 @@ export class Session {
   /**
    * Handle one request of `len` bytes at the start of `buf`. Returns a promise when the request
    * still references `buf` after returning (the caller must not reuse it until it settles).
+   * `view`, a DataView of all of `buf` kept by the reader, saves making one per request.
    * Never throws for bad input.
    */
-  dispatch(buf: Buffer, len: number): Promise<void> | undefined {
+  dispatch(buf: Buffer, len: number, view?: DataView): Promise<void> | undefined {
+    const prof = this.profile;
+    if (prof === undefined) return this.dispatch1(buf, len, view);
+    const t0 = performance.timeOrigin + performance.now();
+    if (!Number.isNaN(this.readAtMs)) {
+      prof.handoffMs += t0 - this.readAtMs;
+      prof.handoffs++;
+      this.readAtMs = Number.NaN;
+    }
+    const r = this.dispatch1(buf, len, view);
+    if (r === undefined) {
+      prof.dispatchMs += performance.timeOrigin + performance.now() - t0;
+      prof.dispatches++;
+    }
+    return r;
+  }
+
+  private dispatch1(buf: Buffer, len: number, view: DataView | undefined): Promise<void> | undefined {
     this.counters.requests++;
     if (len < InHeader.SIZE || len > buf.byteLength) {
       this.counters.malformed++;
       this.opts.log(`dropped a ${len}-byte request: shorter than the ${InHeader.SIZE}-byte header`);
       return undefined;
     }
-    const v = new DataView(buf.buffer, buf.byteOffset, len);
+    const v = view ?? new DataView(buf.buffer, buf.byteOffset, len);
     const hdrLen = v.getUint32(InHeader.LEN, true);
     const opcode = v.getUint32(InHeader.OPCODE, true);
+    this.opcodeCounts[opcode < 64 ? opcode : 0]!++;
     const req = new Request(
-      v.getBigUint64(InHeader.UNIQUE, true),
+      v.getUint32(InHeader.UNIQUE, true),
+      v.getUint32(InHeader.UNIQUE + 4, true),
       opcode,
       getU64(v, InHeader.NODEID),
       v.getUint32(InHeader.UID, true),
@@ -243,28 +317,45 @@ export class Session {
       this.replyError(req, err);
       return undefined;
     }
+    return this.settle(req, r, callOk, holdsBuffer, ok);
+  }
+
+  /**
+   * Reply to a Filesystem result `r`: `ok(session, req, value, arg)` at once for a value, or
+   * when the promise settles (errors become errno replies). The hot handlers call the Filesystem
+   * themselves (dispatch answers a synchronous throw) and pass module-level `ok` functions, so a
+   * synchronous request allocates no closures. `holdsBuffer` as for call.
+   */
+  settle<T, A = undefined>(
+    req: Request,
+    r: T | Promise<T>,
+    ok: (s: Session, req: Request, value: T, arg: A) => void,
+    holdsBuffer = false,
+    arg?: A,
+  ): Promise<void> | undefined {
     if (!(r instanceof Promise)) {
-      this.finish(req, r, ok);
+      this.finish(req, r, ok, arg as A);
       return undefined;
     }
     this.counters.async++;
-    this.inflight.set(req.unique, req);
+    const key = req.key;
+    this.inflight.set(key, req);
     const p = r.then(
       (value) => {
-        this.inflight.delete(req.unique);
-        this.finish(req, value, ok);
+        this.inflight.delete(key);
+        this.finish(req, value, ok, arg as A);
       },
       (err: unknown) => {
-        this.inflight.delete(req.unique);
+        this.inflight.delete(key);
         this.replyError(req, err);
       },
     );
     return holdsBuffer ? p : undefined;
   }
 
-  private finish<T>(req: Request, value: T, ok: (value: T) => void): void {
+  private finish<T, A>(req: Request, value: T, ok: (s: Session, req: Request, value: T, arg: A) => void, arg: A): void {
     try {
-      ok(value);
+      ok(this, req, value, arg);
     } catch (err) {
       if (!req.answered) this.replyError(req, err);
       else this.opts.log(`${opcodeName(req.opcode)}: error after reply: ${String(err)}`);
@@ -283,9 +374,10 @@ export class Session {
     const v = this.outView;
     v.setUint32(OutHeader.LEN, total, true);
     v.setInt32(OutHeader.ERROR, 0, true);
-    v.setBigUint64(OutHeader.UNIQUE, req.unique, true);
+    v.setUint32(OutHeader.UNIQUE, req.uniqueLo, true);
+    v.setUint32(OutHeader.UNIQUE + 4, req.uniqueHi, true);
     this.counters.replies++;
-    this.writeReply(req, () => fs.writeSync(this.fd, this.out, 0, total));
+    this.writeReply(req, this.out, total, undefined, 0);
   }
 
   /** Reply with a header then `data` in one writev, without copying the data. */
@@ -295,10 +387,10 @@ export class Session {
     const v = this.hdrView;
     v.setUint32(OutHeader.LEN, OutHeader.SIZE + data.byteLength, true);
     v.setInt32(OutHeader.ERROR, 0, true);
-    v.setBigUint64(OutHeader.UNIQUE, req.unique, true);
+    v.setUint32(OutHeader.UNIQUE, req.uniqueLo, true);
+    v.setUint32(OutHeader.UNIQUE + 4, req.uniqueHi, true);
     this.counters.replies++;
-    if (data.byteLength === 0) this.writeReply(req, () => fs.writeSync(this.fd, this.hdr, 0, OutHeader.SIZE));
-    else this.writeReply(req, () => fs.writevSync(this.fd, [this.hdr, data]));
+    this.writeReply(req, this.hdr, OutHeader.SIZE, data.byteLength === 0 ? undefined : data, 0);
   }
 
   /** Reply with a negative errno. `err` is an errno number or anything thrown by a Filesystem. */
@@ -323,14 +415,23 @@ export class Session {
     const v = this.hdrView;
     v.setUint32(OutHeader.LEN, OutHeader.SIZE, true);
     v.setInt32(OutHeader.ERROR, -errno, true);
-    v.setBigUint64(OutHeader.UNIQUE, req.unique, true);
-    this.writeReply(req, () => fs.writeSync(this.fd, this.hdr, 0, OutHeader.SIZE), errno);
+    v.setUint32(OutHeader.UNIQUE, req.uniqueLo, true);
+    v.setUint32(OutHeader.UNIQUE + 4, req.uniqueHi, true);
+    this.writeReply(req, this.hdr, OutHeader.SIZE, undefined, errno);
   }
 
-  private writeReply(req: Request, write: () => number, errno = 0): void {
+  /** Write `head[0, headBytes)` and then `data` (if any) as one reply. */
+  private writeReply(req: Request, head: Buffer, headBytes: number, data: Uint8Array | undefined, errno: number): void {
     if (this.opts.debug) this.opts.log(`-> ${opcodeName(req.opcode)} unique=${req.unique} ${errno ? errnoName(errno) : "ok"}`);
+    const prof = this.profile;
+    const t0 = prof === undefined ? 0 : performance.now();
     try {
-      write();
+      if (data === undefined) fs.writeSync(this.fd, head, 0, headBytes);
+      else fs.writevSync(this.fd, [head.subarray(0, headBytes), data]);
+      if (prof !== undefined) {
+        prof.replyMs += performance.now() - t0;
+        prof.replies++;
+      }
     } catch (err) {
       const code = (err as { code?: string }).code;
       // ENOENT: the kernel no longer waits for this request (interrupted and given up, or the
@@ -405,7 +506,6 @@ export class Session {
       InitFlag.EXPORT_SUPPORT |
       InitFlag.BIG_WRITES |
       InitFlag.HAS_IOCTL_DIR |
-      InitFlag.AUTO_INVAL_DATA |
       InitFlag.ASYNC_DIO |
       InitFlag.PARALLEL_DIROPS |
       InitFlag.MAX_PAGES |
@@ -413,6 +513,7 @@ export class Session {
     if (f.readdir) want |= InitFlag.DO_READDIRPLUS | InitFlag.READDIRPLUS_AUTO;
     if (f.getlk && f.setlk) want |= InitFlag.POSIX_LOCKS | InitFlag.FLOCK_LOCKS;
     if (this.opts.writebackCache) want |= InitFlag.WRITEBACK_CACHE;
+    if (this.opts.autoInvalData) want |= InitFlag.AUTO_INVAL_DATA;
     if (this.opts.posixAcl && f.getxattr && f.setxattr) want |= InitFlag.POSIX_ACL;
     want >>>= 0;
     // INIT_EXT lets us answer with flags2; we ask for no bit above 31 today but keep the door open.
@@ -421,7 +522,7 @@ export class Session {
 
   handleInterrupt(req: Request, v: DataView, off: number): void {
     this.counters.interrupts++;
-    const target = v.getBigUint64(off + InterruptIn.UNIQUE, true);
+    const target = getU64(v, off + InterruptIn.UNIQUE);
     const victim = this.inflight.get(target);
     if (victim !== undefined) {
       if (victim.interrupted) return;
@@ -440,7 +541,7 @@ export class Session {
     // Not in flight: either already answered (the kernel will drop this answer) or read by
     // another reader slot but not dispatched yet. EAGAIN asks the kernel to queue the interrupt
     // again, which covers the second case.
-    const ireq = new Request(req.unique | BigInt(FUSE_INT_REQ_BIT), Opcode.INTERRUPT, 0, 0, 0, 0);
+    const ireq = new Request((req.uniqueLo | FUSE_INT_REQ_BIT) >>> 0, req.uniqueHi, Opcode.INTERRUPT, 0, 0, 0, 0);
     this.replyError(ireq, Errno.EAGAIN);
   }
 
@@ -549,6 +650,10 @@ export class Session {
       });
     });
   }
+}
+
+function callOk<T>(_s: Session, _req: Request, value: T, ok: (value: T) => void): void {
+  ok(value);
 }
 
 function hasFlag(flags: number, bit: number): boolean {

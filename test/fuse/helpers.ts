@@ -80,6 +80,26 @@ export async function startMemfs(extra: string[] = []): Promise<MemfsServer> {
   return server;
 }
 
+/** Requests per opcode (and counters) since the previous call: memfs-main answers SIGUSR2. */
+export async function serverStats(s: MemfsServer): Promise<{ opcodes: Record<string, number>; counters: Record<string, number> }> {
+  const reader = (s.proc.stdout as ReadableStream<Uint8Array>).getReader();
+  try {
+    s.proc.kill("SIGUSR2");
+    let out = "";
+    const deadline = Date.now() + 5000;
+    while (!out.includes("\n")) {
+      const r = await Promise.race([reader.read(), Bun.sleep(Math.max(1, deadline - Date.now())).then(() => undefined)]);
+      if (r === undefined || r.done) throw new Error(`no stats from memfs: ${out} ${s.stderr()}`);
+      out += new TextDecoder().decode(r.value);
+    }
+    const line = out.split("\n")[0]!;
+    if (!line.startsWith("stats ")) throw new Error(`memfs said: ${line}`);
+    return JSON.parse(line.slice(6)) as { opcodes: Record<string, number>; counters: Record<string, number> };
+  } finally {
+    reader.releaseLock();
+  }
+}
+
 export function isMounted(mnt: string): boolean {
   return fs.readFileSync("/proc/mounts", "utf8").split("\n").some((l) => l.split(" ")[1] === mnt);
 }

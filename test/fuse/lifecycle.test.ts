@@ -7,10 +7,11 @@ import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
-import type { RequestContext } from "../../src/fuse/filesystem.ts";
+import type { Filesystem, RequestContext } from "../../src/fuse/filesystem.ts";
+import { SLOTS } from "../../src/fuse/worker-reader.ts";
 import { Memfs } from "../../src/fuse/memfs.ts";
 import { type FuseMount, mount } from "../../src/fuse/mount.ts";
-import { isMounted, type MemfsServer, sh, startMemfs } from "./helpers.ts";
+import { isMounted, type MemfsServer, serverStats, sh, startMemfs } from "./helpers.ts";
 
 const servers: MemfsServer[] = [];
 const inproc: FuseMount[] = [];
@@ -54,6 +55,90 @@ test("the thread-pool (async) reader serves the same filesystem", async () => {
   expect(fs.readdirSync(s.mnt).length).toBe(201);
   expect(sh(`umount ${s.mnt}`).code).toBe(0);
   expect(await exitsWithin(s, 5000)).toBe(0);
+});
+
+test("the worker reader with several threads serves the same filesystem under parallel load", async () => {
+  const s = await startMemfs(["--readers", "3"]);
+  servers.push(s);
+  // Eight shell processes at once: requests arrive in bursts, from several reader threads.
+  const r = sh(
+    `cd ${s.mnt} && for p in 1 2 3 4 5 6 7 8; do (mkdir d$p && for k in $(seq 1 50); do echo $p$k > d$p/f$k; cat d$p/f$k > /dev/null; mv d$p/f$k d$p/g$k; done) & done; wait`,
+  );
+  expect(r.code).toBe(0);
+  for (let p = 1; p <= 8; p++) {
+    const names = fs.readdirSync(path.join(s.mnt, `d${p}`));
+    expect(names.length).toBe(50);
+    expect(fs.readFileSync(path.join(s.mnt, `d${p}`, "g50"), "utf8")).toBe(`${p}50\n`);
+  }
+  expect(sh(`umount ${s.mnt}`).code).toBe(0);
+  expect(await exitsWithin(s, 5000)).toBe(0);
+});
+
+test("cached pages are served by the kernel: no READ or GETATTR per read(2), even with cache timeouts of 0", async () => {
+  const s = await startMemfs(["--timeout", "0"]);
+  servers.push(s);
+  expect((s.init.enabledFlagNames as string[]).includes("AUTO_INVAL_DATA")).toBe(false);
+  const f = path.join(s.mnt, "cached");
+  fs.writeFileSync(f, Buffer.alloc(1 << 20, 7));
+  const fd = fs.openSync(f, "r");
+  const b = Buffer.alloc(4096);
+  for (let k = 0; k < 256; k++) fs.readSync(fd, b, 0, 4096, k * 4096);
+  await serverStats(s);
+  for (let k = 0; k < 256; k++) fs.readSync(fd, b, 0, 4096, ((k * 37) % 256) * 4096);
+  const st = await serverStats(s);
+  fs.closeSync(fd);
+  expect(b[0]).toBe(7);
+  expect(st.opcodes.READ ?? 0).toBe(0);
+  expect(st.opcodes.GETATTR ?? 0).toBe(0);
+  // A write through the mount is still seen by every reader (the kernel updates its own pages).
+  fs.writeFileSync(f, "fresh");
+  expect(fs.readFileSync(f, "utf8")).toBe("fresh");
+});
+
+test("the worker reader lends its slots to writes only while others stay free: held writes never stop it from reading", async () => {
+  const mnt = fs.mkdtempSync(path.join(os.tmpdir(), "fuse-lend-"));
+  // Every WRITE waits until someone looks up "unblock": a filesystem whose writes wait on a
+  // later request. More writers than ring slots must not starve the reader of free slots.
+  const memfs = new Memfs();
+  const waiting: Array<() => void> = [];
+  let held = 0;
+  let unblocked = false;
+  const lookup = (ctx: RequestContext, parent: number, name: string) => {
+    if (name === "unblock") {
+      unblocked = true;
+      for (const w of waiting.splice(0)) w();
+    }
+    return memfs.lookup(ctx, parent, name);
+  };
+  const write = (ctx: RequestContext, nodeid: number, fh: number, offset: number, data: Uint8Array): number | Promise<number> => {
+    if (unblocked) return memfs.write(ctx, nodeid, fh, offset, data);
+    held++;
+    return new Promise<number>((resolve) => waiting.push(() => resolve(memfs.write(ctx, nodeid, fh, offset, data))));
+  };
+  const filesystem = new Proxy(memfs, {
+    get: (t, p, r) => (p === "lookup" ? lookup : p === "write" ? write : Reflect.get(t, p, r)),
+  }) as Filesystem;
+  const m = await mount(filesystem, mnt, { fsname: "lend", subtype: "memfs", log: () => {} });
+  inproc.push(m);
+  const writers = 2 * SLOTS + 2;
+  const src = path.join(os.tmpdir(), `fuse-lend-src-${process.pid}`);
+  const data = Buffer.alloc(1 << 20);
+  for (let k = 0; k < data.length; k++) data[k] = (k * 13 + (k >> 9)) & 0xff;
+  fs.writeFileSync(src, data);
+  try {
+    const procs = Array.from({ length: writers }, (_, k) => Bun.spawn(["dd", `if=${src}`, `of=${path.join(mnt, `w${k}`)}`, "bs=1M", "status=none"]));
+    const deadline = Date.now() + 10_000;
+    while (held < writers && Date.now() < deadline) await Bun.sleep(10);
+    expect(held).toBe(writers);
+    const stat = Bun.spawn(["stat", path.join(mnt, "unblock")], { stdout: "ignore", stderr: "ignore" });
+    await stat.exited;
+    for (const p of procs) expect(await p.exited).toBe(0);
+    for (let k = 0; k < writers; k++) expect((await fsp.readFile(path.join(mnt, `w${k}`))).equals(data)).toBe(true);
+  } finally {
+    fs.rmSync(src);
+    await m.unmount();
+    fs.rmdirSync(mnt);
+  }
 });
 
 test("writeback cache: data written through the page cache reaches the filesystem; SIGTERM unmount does not deadlock", async () => {

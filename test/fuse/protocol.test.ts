@@ -263,3 +263,19 @@ test("READ replies never exceed the size asked; READDIR packs aligned dirents an
   expect(names[0]).toBe("name0");
   expect(names.length).toBe(8);
 });
+
+test("per-opcode counts and the time profile", () => {
+  const s = new Session(fd, { getattr: () => ({ attr, attrTimeout: 1 }) }, { log: (m) => logs.push(m), profile: true });
+  const init = request(Opcode.INIT, 0, initPayload(45, 0));
+  s.dispatch(init, init.length);
+  for (let k = 0; k < 3; k++) {
+    const r = request(Opcode.GETATTR, 1, Buffer.alloc(16));
+    s.dispatch(r, r.length);
+  }
+  expect(s.opcodeCounts[Opcode.GETATTR]).toBe(3);
+  expect(s.opcodeCounts[Opcode.INIT]).toBe(1);
+  expect(s.profile!.dispatches).toBe(4);
+  expect(s.profile!.replies).toBe(4);
+  expect(s.profile!.dispatchMs).toBeGreaterThan(0);
+  expect(replies().map((r) => r.error)).toEqual([0, 0, 0, 0]);
+});
