@@ -109,7 +109,18 @@ export function encodeBtreeItems(buf: Uint8Array, level: number, items: readonly
     totalBytes += ITEM_SIZE + vb;
   }
   if (totalBytes > free) throw new ScoutfsError("ENOSPC", `${nr} items need ${totalBytes} bytes, a level ${level} block holds ${free}`);
+  linkAndHash(buf, level, nr, totalBytes);
+  return totalBytes;
+}
 
+/**
+ * Finish a block whose item headers (keys, seqs, values, flags) are in place in key order at the
+ * item array: link the balanced AVL tree over them, fill the btree header fields and, for leaves,
+ * the item hash table. The rest of `buf` must be zero where the layout leaves it unused.
+ */
+export function linkAndHash(buf: Uint8Array, level: number, nr: number, totalBytes: number): void {
+  const dv = view(buf);
+  const free = emptyBlockFree(level);
   const root = nr === 0 ? 0 : linkBalanced(dv, 0, nr - 1, 0);
   dv.setUint16(BtreeBlock.off.item_root, root, true);
   dv.setUint16(BtreeBlock.off.nr_items, nr, true);
@@ -131,7 +142,6 @@ export function encodeBtreeItems(buf: Uint8Array, level: number, items: readonly
       }
     }
   }
-  return totalBytes;
 }
 
 /** AVL link (offset from the avl root field) of the item at array index i. */

@@ -41,7 +41,8 @@
  * is inconsistent (wrong level, empty parent, keys beyond its parent's key) is EIO. A walk never
  * takes more steps than the tree has levels.
  *
- * Items returned by reads are the cache's objects: their `val` must not be modified.
+ * Nodes are blocks changed in place (node.ts): items are addressed by index, keys compared in
+ * the block's bytes. Items returned by reads are fresh objects with their own key and value.
  */
 import { assert } from "../util/assert.ts";
 import { ScoutfsError } from "../util/errors.ts";
@@ -54,29 +55,41 @@ import { BtreeBlock } from "../format/btree.ts";
 import { itemBytes } from "./build.ts";
 import {
   btreeCodec,
-  cloneNode,
-  leafItem,
+  keyWords,
+  keyWordsInto,
+  nodeChildRef,
+  nodeClone,
+  nodeCmp,
+  nodeCopyKey,
+  nodeInsert,
+  nodeInsertParent,
+  nodeReadChild,
+  nodeIsDead,
+  nodeRecycle,
+  nodeItem,
+  nodeItemBytes,
+  nodeKeyAt,
+  nodeKeysEqual,
+  nodeLowerBound,
+  nodeMoveItems,
+  nodeNew,
+  nodeRemove,
+  nodeReplace,
+  nodeSetChild,
   nodeCapacity,
-  parentItem,
   PARENT_ITEM_BYTES,
+  type BtreeItemView,
   type BtreeNode,
-  type NodeItem,
+  type ChildRef,
+  type KeyWords,
 } from "./node.ts";
 
-export type { BtreeNode, NodeItem } from "./node.ts";
+export type { BtreeNode, BtreeItemView } from "./node.ts";
 
 /** The mutable in-memory root, mirroring scoutfs_btree_root. */
 export interface BtreeRootRef {
   ref: { blkno: bigint; seq: bigint };
   height: number;
-}
-
-/** An item as reads return it (shared with the cache: do not modify `val`). */
-export interface BtreeItemView {
-  readonly key: PackedKey;
-  readonly seq: bigint;
-  readonly flags: number;
-  readonly val: Uint8Array;
 }
 
 /** Nodes under this many item bytes are refilled from a sibling (a quarter block). */
@@ -111,6 +124,13 @@ export function rootToStruct(r: BtreeRootRef): BtreeRoot {
   return { ref: { blkno: r.ref.blkno, seq: r.ref.seq }, height: r.height };
 }
 
+const MAX_WORDS = keyWords(PACKED_KEY_MAX);
+/**
+ * Key words for lookup/next/prev, which call nothing that could start another btree operation
+ * before they are done with them (writes call the allocator, which may; scans call visitors).
+ */
+const readWords = keyWords(PACKED_KEY_MAX);
+
 // ---------------------------------------------------------------------------------------------
 // Reading
 
@@ -124,29 +144,26 @@ function checkRoot(root: BtreeRootRef): void {
 }
 
 /** Read the node a ref names and check that it sits at the level the walk expects. */
-function btree_read_node(cache: MetaCache, ref: { blkno: bigint; seq: bigint }, level: number): BtreeNode {
+function btree_read_node(cache: MetaCache, ref: ChildRef, level: number): BtreeNode {
   const node = cache.read(ref, btreeCodec);
   if (node.level !== level) throw eio(`block ${ref.blkno} has level ${node.level}, expected ${level}`);
-  if (level > 0 && node.items.length === 0) throw eio(`parent block ${ref.blkno} has no items`);
+  if (level > 0 && node.nr === 0) throw eio(`parent block ${ref.blkno} has no items`);
   return node;
 }
 
-/** Index of the first item with key >= `key` (items.length if none). */
-export function lowerBound(items: readonly NodeItem[], key: PackedKey): number {
-  let lo = 0;
-  let hi = items.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (items[mid]!.key < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
+/** Read the child of parent item i and check that it sits one level below. */
+function btree_read_child(cache: MetaCache, parent: BtreeNode, i: number): BtreeNode {
+  const node = nodeReadChild(cache, parent, i);
+  const level = parent.level - 1;
+  if (node.level !== level) throw eio(`block ${nodeChildRef(parent, i).blkno} has level ${node.level}, expected ${level}`);
+  if (level > 0 && node.nr === 0) throw eio(`parent block ${nodeChildRef(parent, i).blkno} has no items`);
+  return node;
 }
 
 /** Index of the child whose subtree holds `key`; EIO when the parent's keys end before it. */
-function childIndex(node: BtreeNode, key: PackedKey): number {
-  const i = lowerBound(node.items, key);
-  if (i === node.items.length) throw eio(`key beyond the last parent key at level ${node.level}`);
+function childIndex(node: BtreeNode, w: KeyWords): number {
+  const i = nodeLowerBound(node, w);
+  if (i === node.nr) throw eio(`key beyond the last parent key at level ${node.level}`);
   return i;
 }
 
@@ -158,16 +175,11 @@ function checkKey(key: PackedKey): void {
 export function btreeLookup(cache: MetaCache, root: BtreeRootRef, key: PackedKey): BtreeItemView | null {
   checkRoot(root);
   if (root.height === 0) return null;
-  let ref: { blkno: bigint; seq: bigint } = root.ref;
-  for (let level = root.height - 1; ; level--) {
-    const node = btree_read_node(cache, ref, level);
-    const items = node.items;
-    if (level === 0) {
-      const i = lowerBound(items, key);
-      return i < items.length && items[i]!.key === key ? items[i]! : null;
-    }
-    ref = items[childIndex(node, key)]!.ref!;
-  }
+  const w = keyWordsInto(key, readWords);
+  let node = btree_read_node(cache, root.ref, root.height - 1);
+  while (node.level > 0) node = btree_read_child(cache, node, childIndex(node, w));
+  const i = nodeLowerBound(node, w);
+  return i < node.nr && nodeCmp(node, i, w) === 0 ? nodeItem(node, i, key) : null;
 }
 
 /**
@@ -179,22 +191,27 @@ interface Path {
   idx: number[];
 }
 
-function btree_read_path(cache: MetaCache, root: BtreeRootRef, key: PackedKey): Path {
+function btree_read_path(cache: MetaCache, root: BtreeRootRef, w: KeyWords): Path {
   const nodes: BtreeNode[] = new Array(root.height);
   const idx: number[] = new Array(root.height);
-  let ref: { blkno: bigint; seq: bigint } = root.ref;
-  for (let level = root.height - 1; level >= 0; level--) {
-    const node = btree_read_node(cache, ref, level);
+  let node = btree_read_node(cache, root.ref, root.height - 1);
+  for (let level = root.height - 1; level > 0; level--) {
     nodes[level] = node;
-    if (level === 0) {
-      idx[0] = lowerBound(node.items, key);
-    } else {
-      const i = childIndex(node, key);
-      idx[level] = i;
-      ref = node.items[i]!.ref!;
-    }
+    const i = childIndex(node, w);
+    idx[level] = i;
+    node = btree_read_child(cache, node, i);
   }
+  nodes[0] = node;
+  idx[0] = nodeLowerBound(node, w);
   return { nodes, idx };
+}
+
+/**
+ * A walk that let its caller run (a scan's visitor, a range's consumer) checks that the nodes it
+ * holds were not copied-on-write or freed meanwhile: their buffers may already hold other blocks.
+ */
+function btree_path_stale(p: Path): void {
+  for (const n of p.nodes) if (nodeIsDead(n)) throw new ScoutfsError("ESTALE", "btree changed while it was being scanned");
 }
 
 /**
@@ -204,15 +221,15 @@ function btree_read_path(cache: MetaCache, root: BtreeRootRef, key: PackedKey): 
 function btree_path_next_leaf(cache: MetaCache, p: Path): boolean {
   const height = p.nodes.length;
   let level = 1;
-  while (level < height && p.idx[level]! + 1 >= p.nodes[level]!.items.length) level++;
+  while (level < height && p.idx[level]! + 1 >= p.nodes[level]!.nr) level++;
   if (level >= height) return false;
   p.idx[level]!++;
   for (; level > 0; level--) {
-    const child = btree_read_node(cache, p.nodes[level]!.items[p.idx[level]!]!.ref!, level - 1);
+    const child = btree_read_child(cache, p.nodes[level]!, p.idx[level]!);
     p.nodes[level - 1] = child;
     p.idx[level - 1] = 0;
   }
-  return p.nodes[0]!.items.length > 0 || btree_path_next_leaf(cache, p);
+  return p.nodes[0]!.nr > 0 || btree_path_next_leaf(cache, p);
 }
 
 /** Move the path to the last item of the previous leaf; false at the start of the tree. */
@@ -223,35 +240,36 @@ function btree_path_prev_leaf(cache: MetaCache, p: Path): boolean {
   if (level >= height) return false;
   p.idx[level]!--;
   for (; level > 0; level--) {
-    const child = btree_read_node(cache, p.nodes[level]!.items[p.idx[level]!]!.ref!, level - 1);
+    const child = btree_read_child(cache, p.nodes[level]!, p.idx[level]!);
     p.nodes[level - 1] = child;
-    p.idx[level - 1] = child.items.length - 1;
+    p.idx[level - 1] = child.nr - 1;
   }
-  return p.nodes[0]!.items.length > 0 || btree_path_prev_leaf(cache, p);
+  return p.nodes[0]!.nr > 0 || btree_path_prev_leaf(cache, p);
 }
 
 /** The first item with key >= `key`, or null. */
 export function btreeNext(cache: MetaCache, root: BtreeRootRef, key: PackedKey): BtreeItemView | null {
   checkRoot(root);
   if (root.height === 0) return null;
-  const p = btree_read_path(cache, root, key);
-  if (p.idx[0]! < p.nodes[0]!.items.length) return p.nodes[0]!.items[p.idx[0]!]!;
+  const p = btree_read_path(cache, root, keyWordsInto(key, readWords));
+  if (p.idx[0]! < p.nodes[0]!.nr) return nodeItem(p.nodes[0]!, p.idx[0]!);
   if (!btree_path_next_leaf(cache, p)) return null;
-  return p.nodes[0]!.items[0]!;
+  return nodeItem(p.nodes[0]!, 0);
 }
 
 /** The last item with key <= `key`, or null. */
 export function btreePrev(cache: MetaCache, root: BtreeRootRef, key: PackedKey): BtreeItemView | null {
   checkRoot(root);
   if (root.height === 0) return null;
-  const p = btree_read_path(cache, root, key);
+  const w = keyWordsInto(key, readWords);
+  const p = btree_read_path(cache, root, w);
   const leaf = p.nodes[0]!;
   const i = p.idx[0]!;
-  if (i < leaf.items.length && leaf.items[i]!.key === key) return leaf.items[i]!;
-  if (i > 0) return leaf.items[i - 1]!;
+  if (i < leaf.nr && nodeCmp(leaf, i, w) === 0) return nodeItem(leaf, i, key);
+  if (i > 0) return nodeItem(leaf, i - 1);
   if (!btree_path_prev_leaf(cache, p)) return null;
   const prevLeaf = p.nodes[0]!;
-  return prevLeaf.items[prevLeaf.items.length - 1]!;
+  return nodeItem(prevLeaf, prevLeaf.nr - 1);
 }
 
 /**
@@ -268,19 +286,26 @@ export function btreeScan(
 ): number {
   checkRoot(root);
   if (root.height === 0 || end < start) return 0;
-  const p = btree_read_path(cache, root, start);
+  const endW = keyWords(end);
+  const p = btree_read_path(cache, root, keyWords(start));
   let n = 0;
   let i = p.idx[0]!;
   for (;;) {
-    const items = p.nodes[0]!.items;
-    for (; i < items.length; i++) {
-      const it = items[i]!;
-      if (it.key > end) return n;
-      n++;
-      if (visit(it) === false) return n;
+    const leaf = p.nodes[0]!;
+    const from = i;
+    try {
+      for (; i < leaf.nr; i++) {
+        if (nodeCmp(leaf, i, endW) > 0) return n;
+        n++;
+        if (visit(nodeItem(leaf, i)) === false) return n;
+        btree_path_stale(p);
+      }
+    } finally {
+      // each returned item is garbage soon: let the cache pace collections by it too
+      cache.pace(i - from);
     }
     // the leaf's bound: nothing beyond it can be <= end if the bound already reaches end
-    if (p.nodes.length > 1 && p.nodes[1]!.items[p.idx[1]!]!.key >= end) return n;
+    if (p.nodes.length > 1 && nodeCmp(p.nodes[1]!, p.idx[1]!, endW) >= 0) return n;
     if (!btree_path_next_leaf(cache, p)) return n;
     i = 0;
   }
@@ -290,16 +315,19 @@ export function btreeScan(
 export function* btreeRange(cache: MetaCache, root: BtreeRootRef, start: PackedKey, end: PackedKey): Generator<BtreeItemView> {
   checkRoot(root);
   if (root.height === 0 || end < start) return;
-  const p = btree_read_path(cache, root, start);
+  const endW = keyWords(end);
+  const p = btree_read_path(cache, root, keyWords(start));
   let i = p.idx[0]!;
   for (;;) {
-    const items = p.nodes[0]!.items;
-    for (; i < items.length; i++) {
-      const it = items[i]!;
-      if (it.key > end) return;
-      yield it;
+    const leaf = p.nodes[0]!;
+    for (; i < leaf.nr; i++) {
+      if (nodeCmp(leaf, i, endW) > 0) return;
+      cache.pace(1);
+      yield nodeItem(leaf, i);
+      // the caller ran between items: the tree must not have changed under the held path
+      btree_path_stale(p);
     }
-    if (p.nodes.length > 1 && p.nodes[1]!.items[p.idx[1]!]!.key >= end) return;
+    if (p.nodes.length > 1 && nodeCmp(p.nodes[1]!, p.idx[1]!, endW) >= 0) return;
     if (!btree_path_next_leaf(cache, p)) return;
     i = 0;
   }
@@ -309,7 +337,7 @@ export function* btreeRange(cache: MetaCache, root: BtreeRootRef, start: PackedK
 export function btreeCount(cache: MetaCache, root: BtreeRootRef): number {
   let n = 0;
   btreeWalkNodes(cache, root, (node) => {
-    if (node.level === 0) n += node.items.length;
+    if (node.level === 0) n += node.nr;
   });
   return n;
 }
@@ -318,7 +346,7 @@ export function btreeCount(cache: MetaCache, root: BtreeRootRef): number {
 export function btreeItems(cache: MetaCache, root: BtreeRootRef): BtreeItemView[] {
   const out: BtreeItemView[] = [];
   btreeWalkNodes(cache, root, (node) => {
-    if (node.level === 0) for (const it of node.items) out.push(it);
+    if (node.level === 0) for (let i = 0; i < node.nr; i++) out.push(nodeItem(node, i));
   });
   return out;
 }
@@ -331,10 +359,10 @@ export function btreeWalkNodes(
 ): void {
   checkRoot(root);
   if (root.height === 0) return;
-  const walk = (ref: { blkno: bigint; seq: bigint }, level: number): void => {
+  const walk = (ref: ChildRef, level: number): void => {
     const node = btree_read_node(cache, ref, level);
     visit(node, ref);
-    if (level > 0) for (const it of node.items) walk(it.ref!, level - 1);
+    if (level > 0) for (let i = 0; i < node.nr; i++) walk(nodeChildRef(node, i), level - 1);
   };
   walk(root.ref, root.height - 1);
 }
@@ -344,47 +372,39 @@ export function btreeWalkNodes(
 
 /**
  * Make the node `ref` names dirty and return it: in place if it already is dirty in this
- * transaction, otherwise as a copy in a newly allocated block. `setRef` points the parent item
- * (or root) at the copy. Allocation comes first, so a failure leaves nothing half done.
+ * transaction, otherwise as a copy in a newly allocated block, which item i of `parent` (or, with
+ * no parent, `root`) then points at. Allocation comes first, so a failure leaves nothing half done.
  */
-function btree_dirty_ref(
-  w: Writer,
-  ref: { blkno: bigint; seq: bigint },
-  level: number,
-  setRef: (blkno: bigint, seq: bigint) => void,
-): BtreeNode {
+function btree_dirty_ref(w: Writer, ref: ChildRef, level: number, root: BtreeRootRef | null, parent: BtreeNode | null, i: number): BtreeNode {
   const cache = w.cache;
   if (cache.isDirty(ref.blkno)) return btree_read_node(cache, ref, level);
   const clean = btree_read_node(cache, ref, level);
   const blkno = w.alloc.allocMeta();
-  const copy = cloneNode(clean);
+  const copy = nodeClone(clean);
   const seq = cache.create(blkno, btreeCodec, copy);
-  setRef(blkno, seq);
+  if (parent !== null) nodeSetChild(parent, i, blkno, seq);
+  else root!.ref = { blkno, seq };
   w.alloc.freeMeta(ref.blkno);
   // The old version is dead once this transaction commits; dropping it now keeps the cache
   // from holding two versions of every block the transaction touches. A reader of the
   // committed tree that still wants it reads it back from the device (it is not reused yet).
   cache.invalidate(ref.blkno);
+  nodeRecycle(clean);
   btreeCounters.cow++;
   return copy;
 }
 
 function btree_dirty_root(w: Writer, root: BtreeRootRef): BtreeNode {
-  return btree_dirty_ref(w, root.ref, root.height - 1, (blkno, seq) => {
-    root.ref = { blkno, seq };
-  });
+  return btree_dirty_ref(w, root.ref, root.height - 1, root, null, 0);
 }
 
-/** Make the child at parent.items[i] dirty (the parent must be dirty). */
+/** Make the child of parent item i dirty (the parent must be dirty). */
 function btree_dirty_child(w: Writer, parent: BtreeNode, i: number): BtreeNode {
-  const it = parent.items[i]!;
-  return btree_dirty_ref(w, it.ref!, parent.level - 1, (blkno, seq) => {
-    parent.items[i] = parentItem(it.key, blkno, seq);
-  });
+  return btree_dirty_ref(w, nodeChildRef(parent, i), parent.level - 1, null, parent, i);
 }
 
 /** A path of dirty nodes from the root down to the leaf that holds (or would hold) `key`. */
-function btree_dirty_path(w: Writer, root: BtreeRootRef, key: PackedKey): Path {
+function btree_dirty_path(w: Writer, root: BtreeRootRef, kw: KeyWords): Path {
   const h = root.height;
   const nodes: BtreeNode[] = new Array(h);
   const idx: number[] = new Array(h);
@@ -392,10 +412,10 @@ function btree_dirty_path(w: Writer, root: BtreeRootRef, key: PackedKey): Path {
   for (let level = h - 1; ; level--) {
     nodes[level] = node;
     if (level === 0) {
-      idx[0] = lowerBound(node.items, key);
+      idx[0] = nodeLowerBound(node, kw);
       return { nodes, idx };
     }
-    const i = childIndex(node, key);
+    const i = childIndex(node, kw);
     idx[level] = i;
     node = btree_dirty_child(w, node, i);
   }
@@ -415,7 +435,9 @@ function btree_alloc_n(w: Writer, n: number): bigint[] {
 
 /** A dirty block is no longer part of the tree: it will not be written, and its blkno is freed. */
 function btree_free_dirty(w: Writer, blkno: bigint): void {
+  const node = w.cache.getDirty(blkno, btreeCodec);
   w.cache.forgetDirty(blkno);
+  nodeRecycle(node);
   w.alloc.freeMeta(blkno);
   btreeCounters.freeDirty++;
 }
@@ -445,54 +467,68 @@ export function btreeForce(w: Writer, root: BtreeRootRef, key: PackedKey, seq: b
   btree_write(w, root, key, seq, flags, val, Mode.Force);
 }
 
+/** An item waiting to go into a node: a leaf item, or a parent item (value = encoded ref). */
+interface Pending {
+  key: PackedKey;
+  seq: bigint;
+  flags: number;
+  val: Uint8Array | null;
+  child: ChildRef | null;
+}
+
+function insertPending(node: BtreeNode, pos: number, it: Pending): void {
+  if (it.child !== null) nodeInsertParent(node, pos, it.key, it.child.blkno, it.child.seq);
+  else nodeInsert(node, pos, it.key, it.seq, it.flags, it.val!);
+}
+
 function btree_write(w: Writer, root: BtreeRootRef, key: PackedKey, seq: bigint, flags: number, val: Uint8Array, mode: Mode): void {
   checkKey(key);
   checkVal(val);
   checkRoot(root);
-  // the caller keeps its buffer; the tree keeps an immutable copy
-  const item = leafItem(key, seq, flags & 0xff, val.slice());
+  flags &= 0xff;
 
   if (root.height === 0) {
     if (mode === Mode.Update) throw new ScoutfsError("ENOENT", "btree update of a missing item");
     const blkno = w.alloc.allocMeta();
-    const leaf: BtreeNode = { level: 0, items: [item], bytes: itemBytes(val.length) };
+    const leaf = nodeNew(0);
+    nodeInsert(leaf, 0, key, seq, flags, val);
     root.ref = { blkno, seq: w.cache.create(blkno, btreeCodec, leaf) };
     root.height = 1;
     btreeCounters.grow++;
     return;
   }
 
-  const p = btree_dirty_path(w, root, key);
+  const kw = keyWords(key);
+  const p = btree_dirty_path(w, root, kw);
   const leaf = p.nodes[0]!;
   const i = p.idx[0]!;
-  const found = i < leaf.items.length && leaf.items[i]!.key === key;
+  const found = i < leaf.nr && nodeCmp(leaf, i, kw) === 0;
   if (found && mode === Mode.Insert) throw new ScoutfsError("EEXIST", "btree insert of an existing item");
   if (!found && mode === Mode.Update) throw new ScoutfsError("ENOENT", "btree update of a missing item");
 
-  const oldBytes = found ? itemBytes(leaf.items[i]!.val.length) : 0;
+  const oldBytes = found ? nodeItemBytes(leaf, i) : 0;
   const newBytes = itemBytes(val.length);
   if (leaf.bytes - oldBytes + newBytes <= nodeCapacity(0)) {
-    if (found) leaf.items[i] = item;
-    else leaf.items.splice(i, 0, item);
-    leaf.bytes += newBytes - oldBytes;
+    if (found) nodeReplace(leaf, i, seq, flags, val);
+    else nodeInsert(leaf, i, key, seq, flags, val);
     return;
   }
-  btree_split_insert(w, root, p, found, item, newBytes);
+  btree_split_insert(w, root, p, found, { key, seq, flags, val, child: null });
 }
 
-/** Items from the front of `node` whose bytes first reach `want`. */
-function countFront(items: readonly NodeItem[], want: number): { n: number; bytes: number } {
+/** Number of items from the front of `node` whose bytes first reach `want`, and their bytes. */
+function countFront(node: BtreeNode, want: number): { n: number; bytes: number } {
   let n = 0;
   let bytes = 0;
-  while (bytes < want && n < items.length) bytes += itemBytes(items[n++]!.val.length);
+  while (bytes < want && n < node.nr) bytes += nodeItemBytes(node, n++);
   return { n, bytes };
 }
 
-/** Items from the back of `node` whose bytes first reach `want`. */
-function countBack(items: readonly NodeItem[], want: number): { n: number; bytes: number } {
+/** Number of items from the back of `node` whose bytes first reach `want`, and their bytes. */
+function countBack(node: BtreeNode, want: number): { n: number; bytes: number } {
   let n = 0;
   let bytes = 0;
-  while (bytes < want && n < items.length) bytes += itemBytes(items[items.length - 1 - n++]!.val.length);
+  while (bytes < want && n < node.nr) bytes += nodeItemBytes(node, node.nr - 1 - n++);
   return { n, bytes };
 }
 
@@ -500,7 +536,7 @@ function countBack(items: readonly NodeItem[], want: number): { n: number; bytes
  * Split the leaf (and as many full parents above it as needed, and the root) to make room for
  * `item`. Every block is allocated before anything changes.
  */
-function btree_split_insert(w: Writer, root: BtreeRootRef, p: Path, found: boolean, item: NodeItem, newBytes: number): void {
+function btree_split_insert(w: Writer, root: BtreeRootRef, p: Path, found: boolean, item: Pending): void {
   const h = root.height;
   // levels 0..splits-1 split; each split adds one item to the level above
   let splits = 1;
@@ -512,54 +548,41 @@ function btree_split_insert(w: Writer, root: BtreeRootRef, p: Path, found: boole
   const blknos = btree_alloc_n(w, splits + (grow ? 1 : 0));
 
   const leaf = p.nodes[0]!;
-  let i = p.idx[0]!;
-  if (found) {
-    leaf.bytes -= itemBytes(leaf.items[i]!.val.length);
-    leaf.items.splice(i, 1);
-  }
+  const i = p.idx[0]!;
+  if (found) nodeRemove(leaf, i, i + 1);
 
   // Insert the pending item at position `pos` of level `level`, splitting first if it must.
-  let pending: NodeItem = item;
-  let pendingBytes = newBytes;
+  let pending: Pending = item;
   let pos = i;
   for (let level = 0; level < splits; level++) {
     const right = p.nodes[level]!;
-    const moved = countFront(right.items, right.bytes >> 1);
-    assert(moved.n > 0 && moved.n < right.items.length, `split of a node with ${right.items.length} items`);
-    const left: BtreeNode = { level, items: right.items.splice(0, moved.n), bytes: moved.bytes };
-    right.bytes -= moved.bytes;
-    if (pos < left.items.length) {
-      left.items.splice(pos, 0, pending);
-      left.bytes += pendingBytes;
-    } else {
-      right.items.splice(pos - left.items.length, 0, pending);
-      right.bytes += pendingBytes;
-    }
+    const moved = countFront(right, right.bytes >> 1);
+    assert(moved.n > 0 && moved.n < right.nr, `split of a node with ${right.nr} items`);
+    const left = nodeNew(level);
+    nodeMoveItems(left, false, right, 0, moved.n);
+    if (pos < left.nr) insertPending(left, pos, pending);
+    else insertPending(right, pos - left.nr, pending);
     assert(left.bytes <= nodeCapacity(level) && right.bytes <= nodeCapacity(level), "split halves overflow");
     const blkno = blknos[level]!;
     const seq = w.cache.create(blkno, btreeCodec, left);
     btreeCounters.split++;
     // the new left block goes right before the (unchanged) right block in the level above
-    pending = parentItem(left.items[left.items.length - 1]!.key, blkno, seq);
-    pendingBytes = PARENT_ITEM_BYTES;
+    pending = { key: nodeKeyAt(left, left.nr - 1), seq: 0n, flags: 0, val: null, child: { blkno, seq } };
     pos = level + 1 < h ? p.idx[level + 1]! : 0;
   }
 
   if (grow) {
     const blkno = blknos[splits]!;
-    const newRoot: BtreeNode = {
-      level: h,
-      items: [pending, parentItem(PACKED_KEY_MAX, root.ref.blkno, root.ref.seq)],
-      bytes: 2 * PARENT_ITEM_BYTES,
-    };
+    const newRoot = nodeNew(h);
+    insertPending(newRoot, 0, pending);
+    nodeInsertParent(newRoot, 1, PACKED_KEY_MAX, root.ref.blkno, root.ref.seq);
     root.ref = { blkno, seq: w.cache.create(blkno, btreeCodec, newRoot) };
     root.height = h + 1;
     btreeCounters.grow++;
   } else {
     const parent = p.nodes[splits]!;
-    parent.items.splice(pos, 0, pending);
-    parent.bytes += PARENT_ITEM_BYTES;
-    assert(parent.bytes <= nodeCapacity(splits), "parent overflow after split");
+    assert(parent.bytes + PARENT_ITEM_BYTES <= nodeCapacity(splits), "parent overflow after split");
+    insertPending(parent, pos, pending);
   }
 }
 
@@ -568,12 +591,13 @@ export function btreeDelete(w: Writer, root: BtreeRootRef, key: PackedKey): void
   checkKey(key);
   checkRoot(root);
   if (root.height === 0) throw new ScoutfsError("ENOENT", "btree delete of a missing item");
-  const p = btree_dirty_path(w, root, key);
+  const kw = keyWords(key);
+  const p = btree_dirty_path(w, root, kw);
   const h = root.height;
   const leaf = p.nodes[0]!;
   const i = p.idx[0]!;
-  if (!(i < leaf.items.length && leaf.items[i]!.key === key)) throw new ScoutfsError("ENOENT", "btree delete of a missing item");
-  const gone = itemBytes(leaf.items[i]!.val.length);
+  if (!(i < leaf.nr && nodeCmp(leaf, i, kw) === 0)) throw new ScoutfsError("ENOENT", "btree delete of a missing item");
+  const gone = nodeItemBytes(leaf, i);
 
   // Plan the joins bottom-up and make each sibling dirty before changing anything: level l joins
   // if its node would fall under the watermark; a whole merge removes an item from level l+1.
@@ -583,7 +607,7 @@ export function btreeDelete(w: Writer, root: BtreeRootRef, key: PackedKey): void
     const node = p.nodes[level]!;
     if (node.bytes - removed >= JOIN_LOW_WATERMARK) break;
     const parent = p.nodes[level + 1]!;
-    if (parent.items.length < 2) break;
+    if (parent.nr < 2) break;
     const at = p.idx[level + 1]!;
     const sibIdx = at > 0 ? at - 1 : at + 1;
     const sib = btree_dirty_child(w, parent, sibIdx);
@@ -594,10 +618,9 @@ export function btreeDelete(w: Writer, root: BtreeRootRef, key: PackedKey): void
   }
 
   // Nothing can fail from here on.
-  leaf.items.splice(i, 1);
-  leaf.bytes -= gone;
+  nodeRemove(leaf, i, i + 1);
   if (h === 1) {
-    if (leaf.items.length === 0) {
+    if (leaf.nr === 0) {
       btree_free_dirty(w, root.ref.blkno);
       root.ref = { blkno: 0n, seq: 0n };
       root.height = 0;
@@ -606,7 +629,7 @@ export function btreeDelete(w: Writer, root: BtreeRootRef, key: PackedKey): void
     return;
   }
   // Deleting a subtree's greatest key lowers the keys above it (exact parent keys).
-  if (i === leaf.items.length && leaf.items.length > 0) btree_fix_keys(p, 0);
+  if (i === leaf.nr && leaf.nr > 0) btree_fix_keys(p, 0);
 
   for (const j of joins) btree_join(w, p, j.level, j.sib, j.sibIdx, j.whole);
   btree_shrink(w, root);
@@ -621,12 +644,10 @@ function btree_fix_keys(p: Path, level: number): void {
     const node = p.nodes[l]!;
     const parent = p.nodes[l + 1]!;
     const at = p.idx[l + 1]!;
-    const old = parent.items[at]!;
-    if (old.key === PACKED_KEY_MAX || node.items.length === 0) return;
-    const key = node.items[node.items.length - 1]!.key;
-    if (key === old.key) return;
-    parent.items[at] = parentItem(key, old.ref!.blkno, old.ref!.seq);
-    if (at !== parent.items.length - 1) return;
+    if (nodeCmp(parent, at, MAX_WORDS) === 0 || node.nr === 0) return;
+    if (nodeKeysEqual(parent, at, node, node.nr - 1)) return;
+    nodeCopyKey(parent, at, node, node.nr - 1);
+    if (at !== parent.nr - 1) return;
   }
 }
 
@@ -640,38 +661,29 @@ function btree_join(w: Writer, p: Path, level: number, sib: BtreeNode, sibIdx: n
   const at = p.idx[level + 1]!;
   assert(Math.abs(sibIdx - at) === 1, "join sibling is not adjacent");
   btreeCounters.join++;
-  const sibItem = parent.items[sibIdx]!;
   if (whole) {
     btreeCounters.merge++;
+    const sibBlkno = nodeChildRef(parent, sibIdx).blkno;
     if (sibIdx < at) {
-      node.items = sib.items.concat(node.items);
+      nodeMoveItems(node, true, sib, 0, sib.nr);
     } else {
-      for (const it of sib.items) node.items.push(it);
+      nodeMoveItems(node, false, sib, 0, sib.nr);
       // our subtree now ends where the sibling's did
-      const ours = parent.items[at]!.ref!;
-      parent.items[at] = parentItem(sibItem.key, ours.blkno, ours.seq);
+      nodeCopyKey(parent, at, parent, sibIdx);
     }
-    node.bytes += sib.bytes;
     assert(node.bytes <= nodeCapacity(level), "join merge overflow");
-    parent.items.splice(sibIdx, 1);
-    parent.bytes -= PARENT_ITEM_BYTES;
-    btree_free_dirty(w, sibItem.ref!.blkno);
+    nodeRemove(parent, sibIdx, sibIdx + 1);
+    btree_free_dirty(w, sibBlkno);
     if (sibIdx < at) p.idx[level + 1] = at - 1;
   } else if (sibIdx < at) {
-    const m = countBack(sib.items, JOIN_LOW_WATERMARK);
-    const moved = sib.items.splice(sib.items.length - m.n, m.n);
-    node.items = moved.concat(node.items);
-    node.bytes += m.bytes;
-    sib.bytes -= m.bytes;
-    parent.items[sibIdx] = parentItem(sib.items[sib.items.length - 1]!.key, sibItem.ref!.blkno, sibItem.ref!.seq);
+    const m = countBack(sib, JOIN_LOW_WATERMARK);
+    nodeMoveItems(node, true, sib, sib.nr - m.n, sib.nr);
+    nodeCopyKey(parent, sibIdx, sib, sib.nr - 1);
   } else {
-    const m = countFront(sib.items, JOIN_LOW_WATERMARK);
-    const moved = sib.items.splice(0, m.n);
-    for (const it of moved) node.items.push(it);
-    node.bytes += m.bytes;
-    sib.bytes -= m.bytes;
+    const m = countFront(sib, JOIN_LOW_WATERMARK);
+    nodeMoveItems(node, false, sib, 0, m.n);
   }
-  assert(node.bytes <= nodeCapacity(level) && (whole || sib.items.length > 0), "join overflowed or emptied the sibling");
+  assert(node.bytes <= nodeCapacity(level) && (whole || sib.nr > 0), "join overflowed or emptied the sibling");
   // our greatest key may have changed (items came from the right, or we were empty)
   btree_fix_keys(p, level);
 }
@@ -680,15 +692,15 @@ function btree_join(w: Writer, p: Path, level: number, sib: BtreeNode, sibIdx: n
 function btree_shrink(w: Writer, root: BtreeRootRef): void {
   for (;;) {
     const node = w.cache.getDirty(root.ref.blkno, btreeCodec);
-    if (root.height > 1 && node.items.length === 1) {
-      const child = node.items[0]!.ref!;
+    if (root.height > 1 && node.nr === 1) {
+      const child = nodeChildRef(node, 0);
       btree_free_dirty(w, root.ref.blkno);
       root.ref = { blkno: child.blkno, seq: child.seq };
       root.height--;
       btreeCounters.shrink++;
       continue;
     }
-    if (root.height === 1 && node.items.length === 0) {
+    if (root.height === 1 && node.nr === 0) {
       btree_free_dirty(w, root.ref.blkno);
       root.ref = { blkno: 0n, seq: 0n };
       root.height = 0;

@@ -3,52 +3,70 @@
  * running value starts at ~0 and is NOT inverted at the end (it is the raw result of the CPU's
  * crc32 instruction). Standard crc32c(x) is therefore ~scoutfs_crc32c(~0, x).
  *
- * Slicing-by-8 tables keep a 64 KiB block at a few hundred microseconds in JS.
+ * Slicing-by-16 over aligned 32-bit words (16 tables of 256 entries, 16 KiB): a 64 KiB block
+ * takes ~50 µs here against ~70 µs for the byte-reading slicing-by-8 it replaced (measured on
+ * the 2-core bench machine under Bun 1.4; bigger tables stop paying in L1). Word reads assume a
+ * little-endian host, checked once at load; a big-endian host uses the bytewise loop.
  */
 
 const POLY = 0x82f63b78;
-const TABLES: Uint32Array[] = (() => {
-  const t: Uint32Array[] = [];
-  for (let k = 0; k < 8; k++) t.push(new Uint32Array(256));
-  const t0 = t[0]!;
+/** Table k (k = 0..15) at [k*256, k*256+256): the crc of a byte followed by k zero bytes. */
+const T = (() => {
+  const t = new Uint32Array(16 * 256);
   for (let i = 0; i < 256; i++) {
     let c = i;
     for (let j = 0; j < 8; j++) c = c & 1 ? (c >>> 1) ^ POLY : c >>> 1;
-    t0[i] = c >>> 0;
+    t[i] = c >>> 0;
   }
   for (let i = 0; i < 256; i++) {
-    let c = t0[i]!;
-    for (let k = 1; k < 8; k++) {
-      c = (t0[c & 0xff]! ^ (c >>> 8)) >>> 0;
-      t[k]![i] = c;
+    let c = t[i]!;
+    for (let k = 1; k < 16; k++) {
+      c = (t[c & 0xff]! ^ (c >>> 8)) >>> 0;
+      t[k * 256 + i] = c;
     }
   }
   return t;
 })();
-const [T0, T1, T2, T3, T4, T5, T6, T7] = TABLES as [
-  Uint32Array, Uint32Array, Uint32Array, Uint32Array,
-  Uint32Array, Uint32Array, Uint32Array, Uint32Array,
-];
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** Continue a crc32c over bytes[start, end) from `crc`, without pre- or post-inversion. */
 export function crc32c(crc: number, bytes: Uint8Array, start = 0, end = bytes.length): number {
   let c = crc >>> 0;
   let i = start;
-  const fast = end - ((end - start) & 7);
-  while (i < fast) {
-    const lo = (c ^ (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24))) >>> 0;
-    c =
-      T7[lo & 0xff]! ^
-      T6[(lo >>> 8) & 0xff]! ^
-      T5[(lo >>> 16) & 0xff]! ^
-      T4[lo >>> 24]! ^
-      T3[bytes[i + 4]!]! ^
-      T2[bytes[i + 5]!]! ^
-      T1[bytes[i + 6]!]! ^
-      T0[bytes[i + 7]!]!;
-    i += 8;
+  if (LITTLE_ENDIAN && end - start >= 64) {
+    while (((bytes.byteOffset + i) & 3) !== 0) c = T[(c ^ bytes[i++]!) & 0xff]! ^ (c >>> 8);
+    const blocks = (end - i) >>> 4;
+    c = crc32cWords(c, new Int32Array(bytes.buffer, bytes.byteOffset + i, blocks * 4));
+    i += blocks * 16;
   }
-  while (i < end) c = T0[(c ^ bytes[i++]!) & 0xff]! ^ (c >>> 8);
+  return crc32cBytes(c, bytes, i, end);
+}
+
+/**
+ * The 16-byte steps over whole words, read as Int32Array: a Uint32Array element above 2^31 is a
+ * double to the JIT, and a process whose first blocks held only small words (zero-filled values)
+ * compiled this loop for int32 loads and then ran it ~10x slower for good once real data came.
+ */
+function crc32cWords(crc: number, w: Int32Array): number {
+  let c = crc;
+  const n = w.length;
+  for (let k = 0; k < n; k += 4) {
+    const a0 = w[k]! ^ c;
+    const a1 = w[k + 1]!;
+    const a2 = w[k + 2]!;
+    const a3 = w[k + 3]!;
+    c =
+      T[3840 + (a0 & 0xff)]! ^ T[3584 + ((a0 >>> 8) & 0xff)]! ^ T[3328 + ((a0 >>> 16) & 0xff)]! ^ T[3072 + (a0 >>> 24)]! ^
+      T[2816 + (a1 & 0xff)]! ^ T[2560 + ((a1 >>> 8) & 0xff)]! ^ T[2304 + ((a1 >>> 16) & 0xff)]! ^ T[2048 + (a1 >>> 24)]! ^
+      T[1792 + (a2 & 0xff)]! ^ T[1536 + ((a2 >>> 8) & 0xff)]! ^ T[1280 + ((a2 >>> 16) & 0xff)]! ^ T[1024 + (a2 >>> 24)]! ^
+      T[768 + (a3 & 0xff)]! ^ T[512 + ((a3 >>> 8) & 0xff)]! ^ T[256 + ((a3 >>> 16) & 0xff)]! ^ T[a3 >>> 24]!;
+  }
+  return c >>> 0;
+}
+
+function crc32cBytes(crc: number, bytes: Uint8Array, start: number, end: number): number {
+  let c = crc;
+  for (let i = start; i < end; i++) c = T[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
   return c >>> 0;
 }
 

@@ -114,6 +114,19 @@ function fuseCall<T>(fn: () => T): T {
   }
 }
 
+/**
+ * The answers of the hot negative paths — a name that does not exist (every create looks it up
+ * first), an xattr that does not exist (the kernel asks for security.capability before every
+ * write) — made once: building an Error and its stack per request was a visible share of them.
+ */
+const ENOENT_NAME = new FuseError("ENOENT", "no such name");
+const ENODATA_XATTR = new FuseError("ENODATA", "no such xattr");
+
+/** A rejection from the store (a commit that made room failed) as the FuseError it answers. */
+function toFuseError(e: unknown): unknown {
+  return e instanceof ScoutfsError ? new FuseError(e.errno, e.message) : e;
+}
+
 /** Ensure the root directory exists (a fresh MemStore has none; mkfs writes it on real volumes). */
 export function fsEnsureRoot(store: ItemStore, mode = 0o755, uid = 0, gid = 0): void {
   if (inodeLoad(store.reader, ROOT_INO, store.fmtVers) !== null) return;
@@ -128,7 +141,7 @@ export class ScoutfsFuse implements Filesystem {
   readonly attrTimeout: number;
   private readonly statfsFn: (() => StatfsReply) | undefined;
   private readonly deleteOrphansOnInit: boolean;
-  counters = { deletedInodes: 0, transactions: 0 };
+  counters = { deletedInodes: 0, transactions: 0, holdWaits: 0 };
 
   constructor(
     readonly store: ItemStore,
@@ -200,6 +213,24 @@ export class ScoutfsFuse implements Filesystem {
     return inodeGet(this.store.reader, toIno(nodeid), this.store.fmtVers);
   }
 
+  /**
+   * Run a mutating operation once the store admits a transaction (ItemStore.hold): at once
+   * normally; after the commit that makes room when the dirty items could not otherwise be
+   * written; ENOSPC when the metadata device is full. Arguments that view the request buffer
+   * must be copied before calling this (it is reused while we wait).
+   */
+  private held<T>(fn: () => T, freeing = false): T | Promise<T> {
+    const wait = fuseCall(() => this.store.hold?.(freeing) ?? null);
+    if (wait === null) return fn();
+    this.counters.holdWaits++;
+    return wait.then(
+      () => this.held(fn, freeing),
+      (e: unknown) => {
+        throw toFuseError(e);
+      },
+    );
+  }
+
   private tx<T>(fn: (tx: import("./trans.ts").Tx, now: FsTime) => T): T {
     this.counters.transactions++;
     return fuseCall(() => fsTransact(this.store, (tx) => fn(tx, fsNow())));
@@ -243,7 +274,11 @@ export class ScoutfsFuse implements Filesystem {
       let ino: bigint;
       if (name === ".") ino = dir.ino;
       else if (name === "..") ino = dirParentIno(r, dir.ino) || fsFail("ENOENT", "removed directory");
-      else ino = (dirLookup(r, dir.ino, bytes(name)) ?? fsFail("ENOENT", "no such name")).ino;
+      else {
+        const ent = dirLookup(r, dir.ino, bytes(name));
+        if (ent === null) throw ENOENT_NAME;
+        ino = ent.ino;
+      }
       return this.entry(inodeGet(r, ino, this.store.fmtVers));
     });
   }
@@ -265,32 +300,34 @@ export class ScoutfsFuse implements Filesystem {
     return fuseCall(() => ({ attr: this.attrOf(this.load(nodeid)), attrTimeout: this.attrTimeout }));
   }
 
-  setattr(_ctx: RequestContext, nodeid: number, set: SetattrRequest): AttrReply {
-    const i = this.tx((tx, now) => {
-      const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
-      const v = set.valid;
-      const sizeChange = (v & FATTR.SIZE) !== 0;
-      if (sizeChange) {
-        if (isDir(i.v.mode)) fsFail("EISDIR", "truncate of a directory");
-        if (!isReg(i.v.mode)) fsFail("EINVAL", "truncate of a special file");
-        dataTruncate(tx, i, set.size, now);
-      }
-      if (v & FATTR.MODE) {
-        i.v.mode = (i.v.mode & S_IFMT) | (set.mode & 0o7777);
-        aclChmod(tx, i);
-      }
-      if (v & FATTR.UID) i.v.uid = set.uid >>> 0;
-      if (v & FATTR.GID) i.v.gid = set.gid >>> 0;
-      if (v & FATTR.ATIME_NOW) i.v.atime = { ...now };
-      else if (v & FATTR.ATIME) i.v.atime = { sec: BigInt(set.atime), nsec: set.atimensec };
-      if (v & FATTR.MTIME_NOW) i.v.mtime = { ...now };
-      else if (v & FATTR.MTIME) i.v.mtime = { sec: BigInt(set.mtime), nsec: set.mtimensec };
-      if (v & FATTR.CTIME) i.v.ctime = { sec: BigInt(set.ctime), nsec: set.ctimensec };
-      else i.v.ctime = { ...now };
-      inodeSave(tx, i, { data: sizeChange });
-      return i;
+  setattr(_ctx: RequestContext, nodeid: number, set: SetattrRequest): AttrReply | Promise<AttrReply> {
+    return this.held(() => {
+      const i = this.tx((tx, now) => {
+        const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
+        const v = set.valid;
+        const sizeChange = (v & FATTR.SIZE) !== 0;
+        if (sizeChange) {
+          if (isDir(i.v.mode)) fsFail("EISDIR", "truncate of a directory");
+          if (!isReg(i.v.mode)) fsFail("EINVAL", "truncate of a special file");
+          dataTruncate(tx, i, set.size, now);
+        }
+        if (v & FATTR.MODE) {
+          i.v.mode = (i.v.mode & S_IFMT) | (set.mode & 0o7777);
+          aclChmod(tx, i);
+        }
+        if (v & FATTR.UID) i.v.uid = set.uid >>> 0;
+        if (v & FATTR.GID) i.v.gid = set.gid >>> 0;
+        if (v & FATTR.ATIME_NOW) i.v.atime = { ...now };
+        else if (v & FATTR.ATIME) i.v.atime = { sec: BigInt(set.atime), nsec: set.atimensec };
+        if (v & FATTR.MTIME_NOW) i.v.mtime = { ...now };
+        else if (v & FATTR.MTIME) i.v.mtime = { sec: BigInt(set.mtime), nsec: set.mtimensec };
+        if (v & FATTR.CTIME) i.v.ctime = { sec: BigInt(set.ctime), nsec: set.ctimensec };
+        else i.v.ctime = { ...now };
+        inodeSave(tx, i, { data: sizeChange });
+        return i;
+      });
+      return { attr: this.attrOf(i), attrTimeout: this.attrTimeout };
     });
-    return { attr: this.attrOf(i), attrTimeout: this.attrTimeout };
   }
 
   readlink(_ctx: RequestContext, nodeid: number): string {
@@ -313,64 +350,87 @@ export class ScoutfsFuse implements Filesystem {
     );
   }
 
-  symlink(ctx: RequestContext, parent: number, name: string, target: string): Entry {
-    return this.entry(this.create1(ctx, parent, name, S_IFLNK | 0o777, 0, 0, target));
+  symlink(ctx: RequestContext, parent: number, name: string, target: string): Entry | Promise<Entry> {
+    return this.held(() => {
+      return this.entry(this.create1(ctx, parent, name, S_IFLNK | 0o777, 0, 0, target));
+    });
   }
 
-  mknod(ctx: RequestContext, parent: number, name: string, mode: number, rdev: number, umask: number): Entry {
-    if ((mode & S_IFMT) === 0) mode |= S_IFREG;
-    if (isDir(mode) || isLnk(mode)) throw new FuseError("EINVAL");
-    return this.entry(this.create1(ctx, parent, name, mode, rdev, umask));
+  mknod(ctx: RequestContext, parent: number, name: string, mode: number, rdev: number, umask: number): Entry | Promise<Entry> {
+    return this.held(() => {
+      if ((mode & S_IFMT) === 0) mode |= S_IFREG;
+      if (isDir(mode) || isLnk(mode)) throw new FuseError("EINVAL");
+      return this.entry(this.create1(ctx, parent, name, mode, rdev, umask));
+    });
   }
 
-  mkdir(ctx: RequestContext, parent: number, name: string, mode: number, umask: number): Entry {
-    return this.entry(this.create1(ctx, parent, name, S_IFDIR | (mode & 0o7777), 0, umask));
+  mkdir(ctx: RequestContext, parent: number, name: string, mode: number, umask: number): Entry | Promise<Entry> {
+    return this.held(() => {
+      return this.entry(this.create1(ctx, parent, name, S_IFDIR | (mode & 0o7777), 0, umask));
+    });
   }
 
-  unlink(_ctx: RequestContext, parent: number, name: string): void {
-    const i = this.tx((tx, now) => dirUnlink(tx, toIno(parent), bytes(name), false, now));
-    fuseCall(() => this.maybeDelete(i.ino));
+  unlink(_ctx: RequestContext, parent: number, name: string): void | Promise<void> {
+    return this.held(() => {
+      const i = this.tx((tx, now) => dirUnlink(tx, toIno(parent), bytes(name), false, now));
+      fuseCall(() => this.maybeDelete(i.ino));
+    }, true);
   }
 
-  rmdir(_ctx: RequestContext, parent: number, name: string): void {
-    const i = this.tx((tx, now) => dirUnlink(tx, toIno(parent), bytes(name), true, now));
-    fuseCall(() => this.maybeDelete(i.ino));
+  rmdir(_ctx: RequestContext, parent: number, name: string): void | Promise<void> {
+    return this.held(() => {
+      const i = this.tx((tx, now) => dirUnlink(tx, toIno(parent), bytes(name), true, now));
+      fuseCall(() => this.maybeDelete(i.ino));
+    }, true);
   }
 
-  rename(_ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): void {
-    const r = this.tx((tx, now) => dirRename(tx, toIno(parent), bytes(name), toIno(newParent), bytes(newName), flags, now));
-    if (r.replaced !== null) fuseCall(() => this.maybeDelete(r.replaced!.ino));
+  rename(_ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): void | Promise<void> {
+    return this.held(() => {
+      const r = this.tx((tx, now) => dirRename(tx, toIno(parent), bytes(name), toIno(newParent), bytes(newName), flags, now));
+      if (r.replaced !== null) fuseCall(() => this.maybeDelete(r.replaced!.ino));
+    });
   }
 
-  link(_ctx: RequestContext, nodeid: number, newParent: number, newName: string): Entry {
-    return this.entry(this.tx((tx, now) => dirLink(tx, toIno(nodeid), toIno(newParent), bytes(newName), now)));
+  link(_ctx: RequestContext, nodeid: number, newParent: number, newName: string): Entry | Promise<Entry> {
+    return this.held(() => {
+      return this.entry(this.tx((tx, now) => dirLink(tx, toIno(nodeid), toIno(newParent), bytes(newName), now)));
+    });
   }
 
   // ------------------------------------------------------------------------------------------
   // Files.
 
-  open(_ctx: RequestContext, nodeid: number, flags: number): OpenReply {
+  open(_ctx: RequestContext, nodeid: number, flags: number): OpenReply | Promise<OpenReply> {
     const ino = toIno(nodeid);
     const i = fuseCall(() => this.load(nodeid));
     if (isDir(i.v.mode)) throw new FuseError("EISDIR");
     if (flags & O_TRUNC && (flags & O_ACCMODE) !== 0 && isReg(i.v.mode) && i.v.size !== 0n) {
-      this.tx((tx, now) => {
-        const t = inodeGet(tx.w, ino, tx.fmtVers);
-        dataTruncate(tx, t, 0, now);
-        inodeSave(tx, t, { data: true });
+      // only a truncating open changes anything: only it waits for the store's admission
+      return this.held(() => {
+        this.tx((tx, now) => {
+          const t = inodeGet(tx.w, ino, tx.fmtVers);
+          dataTruncate(tx, t, 0, now);
+          inodeSave(tx, t, { data: true });
+        });
+        return { fh: this.newHandle(ino, flags), openFlags: 0 };
       });
     }
     return { fh: this.newHandle(ino, flags), openFlags: 0 };
   }
 
-  create(ctx: RequestContext, parent: number, name: string, mode: number, umask: number, flags: number): CreateReply {
-    const i = this.create1(ctx, parent, name, S_IFREG | (mode & 0o7777), 0, umask);
-    return { entry: this.entry(i), open: { fh: this.newHandle(i.ino, flags), openFlags: 0 } };
+
+  create(ctx: RequestContext, parent: number, name: string, mode: number, umask: number, flags: number): CreateReply | Promise<CreateReply> {
+    return this.held(() => {
+      const i = this.create1(ctx, parent, name, S_IFREG | (mode & 0o7777), 0, umask);
+      return { entry: this.entry(i), open: { fh: this.newHandle(i.ino, flags), openFlags: 0 } };
+    });
   }
 
-  tmpfile(ctx: RequestContext, parent: number, mode: number, umask: number, flags: number): CreateReply {
-    const i = this.create1(ctx, parent, null, S_IFREG | (mode & 0o7777), 0, umask);
-    return { entry: this.entry(i), open: { fh: this.newHandle(i.ino, flags), openFlags: 0 } };
+  tmpfile(ctx: RequestContext, parent: number, mode: number, umask: number, flags: number): CreateReply | Promise<CreateReply> {
+    return this.held(() => {
+      const i = this.create1(ctx, parent, null, S_IFREG | (mode & 0o7777), 0, umask);
+      return { entry: this.entry(i), open: { fh: this.newHandle(i.ino, flags), openFlags: 0 } };
+    });
   }
 
   read(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, size: number): Uint8Array {
@@ -381,7 +441,19 @@ export class ScoutfsFuse implements Filesystem {
     });
   }
 
-  write(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, data: Uint8Array): number {
+  write(ctx: RequestContext, nodeid: number, fh: number, offset: number, data: Uint8Array): number | Promise<number> {
+    const wait = fuseCall(() => this.store.hold?.() ?? null);
+    if (wait !== null) {
+      // `data` views the request buffer, reused while we wait
+      const copy = new Uint8Array(data);
+      this.counters.holdWaits++;
+      return wait.then(
+        () => this.write(ctx, nodeid, fh, offset, copy),
+        (e: unknown) => {
+          throw toFuseError(e);
+        },
+      );
+    }
     return this.tx((tx, now) => {
       const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
       if (isDir(i.v.mode)) fsFail("EISDIR", "write to a directory");
@@ -401,12 +473,14 @@ export class ScoutfsFuse implements Filesystem {
     await this.store.sync();
   }
 
-  fallocate(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, length: number, mode: number): void {
-    this.tx((tx, now) => {
-      const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
-      if (!isReg(i.v.mode)) fsFail(isDir(i.v.mode) ? "EISDIR" : "ENODEV", "fallocate of a non-file");
-      const changed = dataFallocate(tx, i, offset, length, mode, now);
-      inodeSave(tx, i, { data: changed });
+  fallocate(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, length: number, mode: number): void | Promise<void> {
+    return this.held(() => {
+      this.tx((tx, now) => {
+        const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
+        if (!isReg(i.v.mode)) fsFail(isDir(i.v.mode) ? "EISDIR" : "ENODEV", "fallocate of a non-file");
+        const changed = dataFallocate(tx, i, offset, length, mode, now);
+        inodeSave(tx, i, { data: changed });
+      });
     });
   }
 
@@ -425,9 +499,9 @@ export class ScoutfsFuse implements Filesystem {
     offOut: number,
     len: number,
     flags: number,
-  ): number {
+  ): number | Promise<number> {
     if (flags !== 0) throw new FuseError("EINVAL");
-    return this.tx((tx, now) => {
+    return this.held(() => this.tx((tx, now) => {
       const src = inodeGet(tx.w, toIno(nodeIn), tx.fmtVers);
       const dst = nodeOut === nodeIn ? src : inodeGet(tx.w, toIno(nodeOut), tx.fmtVers);
       if (isDir(src.v.mode) || isDir(dst.v.mode)) fsFail("EISDIR", "copy of a directory");
@@ -437,7 +511,7 @@ export class ScoutfsFuse implements Filesystem {
       const n = dataWrite(tx, dst, offOut, data, now);
       inodeSave(tx, dst, { data: true });
       return n;
-    });
+    }));
   }
 
   statfs(): StatfsReply {
@@ -457,30 +531,38 @@ export class ScoutfsFuse implements Filesystem {
   // ------------------------------------------------------------------------------------------
   // Extended attributes.
 
-  setxattr(ctx: RequestContext, nodeid: number, name: string, value: Uint8Array, flags: number): void {
+  setxattr(ctx: RequestContext, nodeid: number, name: string, value: Uint8Array, flags: number): void | Promise<void> {
     // A copy: `value` views the request buffer, which is reused (Buffer#slice would be a view too).
     const copy = new Uint8Array(value);
-    this.tx((tx, now) => {
-      const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
-      xattrSet(tx, i, name, copy, flags, { uid: ctx.uid }, now);
-      inodeSave(tx, i);
-    });
+    return this.held(() =>
+      this.tx((tx, now) => {
+        const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
+        xattrSet(tx, i, name, copy, flags, { uid: ctx.uid }, now);
+        inodeSave(tx, i);
+      }),
+    );
   }
 
   getxattr(_ctx: RequestContext, nodeid: number, name: string): Uint8Array {
-    return fuseCall(() => xattrGet(this.store.reader, toIno(nodeid), name) ?? fsFail("ENODATA", `no xattr ${name}`));
+    return fuseCall(() => {
+      const v = xattrGet(this.store.reader, toIno(nodeid), name);
+      if (v === null) throw ENODATA_XATTR;
+      return v;
+    });
   }
 
   listxattr(_ctx: RequestContext, nodeid: number): string[] {
     return fuseCall(() => xattrList(this.store.reader, this.load(nodeid).ino));
   }
 
-  removexattr(ctx: RequestContext, nodeid: number, name: string): void {
-    this.tx((tx, now) => {
-      const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
-      xattrSet(tx, i, name, null, 0, { uid: ctx.uid }, now);
-      inodeSave(tx, i);
-    });
+  removexattr(ctx: RequestContext, nodeid: number, name: string): void | Promise<void> {
+    return this.held(() => {
+      this.tx((tx, now) => {
+        const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
+        xattrSet(tx, i, name, null, 0, { uid: ctx.uid }, now);
+        inodeSave(tx, i);
+      });
+    }, true);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -509,7 +591,15 @@ export class ScoutfsFuse implements Filesystem {
       dirReaddir(r, dir.ino, BigInt(Math.max(offset, 2)), (d) => {
         const next = Number(d.pos + 1n);
         if (!sink.plus) return sink.add(latin1(d.name), toNodeid(d.ino), DT_TO_MODE[d.type] ?? 0, next);
-        const i = inodeLoad(r, d.ino, this.store.fmtVers);
+        let i: FsInode | null;
+        try {
+          i = inodeLoad(r, d.ino, this.store.fmtVers);
+        } catch (e) {
+          // an unreadable inode (EIO: a corrupt block) still has its name listed, without
+          // attributes (node id 0); a lookup of it answers the error
+          if (!(e instanceof ScoutfsError) || e.code !== "EIO") throw e;
+          return sink.add(latin1(d.name), toNodeid(d.ino), DT_TO_MODE[d.type] ?? 0, next);
+        }
         if (i === null) return true;
         return this.addDirent(sink, latin1(d.name), i, next, true);
       });

@@ -47,7 +47,7 @@ interface Undo {
 
 export class ItemCache implements ItemWriter {
   private readonly dirty = new Map<PackedKey, Uint8Array | null>();
-  /** Dirty keys in order; rebuilt lazily after inserts (`sortedValid`). */
+  /** Dirty keys in order, kept up to date by inserts and rollbacks (rebuilt if `sortedValid` is off). */
   private sorted: PackedKey[] = [];
   private sortedValid = true;
   private undo: Undo[] | null = null;
@@ -136,7 +136,9 @@ export class ItemCache implements ItemWriter {
     const prev = this.dirty.get(key);
     this.undo!.push({ key, prev });
     if (prev === undefined) {
-      this.sortedValid = false;
+      // keep the order as we go: re-sorting every dirty key at the next read made each
+      // operation cost O(n log n) in the dirty items (creates slowed to ~1 ms at 20k items)
+      if (this.sortedValid) this.sorted.splice(this.lowerBound(key), 0, key);
       this.dirtyBytes += DIRTY_ITEM_OVERHEAD_BYTES + key.length;
     } else if (prev !== null) this.dirtyBytes -= prev.byteLength;
     if (val !== null) this.dirtyBytes += val.byteLength;
@@ -203,7 +205,11 @@ export class ItemCache implements ItemWriter {
       if (cur !== undefined && cur !== null) this.dirtyBytes -= cur.byteLength;
       if (prev === undefined) {
         this.dirty.delete(key);
-        this.sortedValid = false;
+        if (this.sortedValid) {
+          const i = this.lowerBound(key);
+          if (this.sorted[i] === key) this.sorted.splice(i, 1);
+          else this.sortedValid = false;
+        }
         this.dirtyBytes -= DIRTY_ITEM_OVERHEAD_BYTES + key.length;
       } else {
         this.dirty.set(key, prev);

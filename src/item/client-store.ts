@@ -35,7 +35,7 @@
  * Inode numbers come in ranges from alloc_inodes, fetched ahead so allocIno() never waits.
  */
 import { Device } from "../block/device.ts";
-import { MetaCache } from "../block/cache.ts";
+import { MetaCache, TRANS_DIRTY_BLOCKS_MAX } from "../block/cache.ts";
 import { readSuper } from "../block/super.ts";
 import { ListAlloc } from "../alloc/list.ts";
 import { ExtentAlloc, type Extent } from "../alloc/extents.ts";
@@ -62,9 +62,17 @@ export interface ClientStoreOptions {
 }
 
 export const CLIENT_INO_BATCH = 1024n;
+/** Operations wait for the next inode range when fewer numbers than this are left. */
+const CLIENT_INO_HOLD_LOW = 16n;
 export const CLIENT_COMMIT_INTERVAL_MS = 10_000;
 /** A commit starts on its own when dirty items reach this many bytes... */
 export const CLIENT_DIRTY_BYTES_COMMIT = 16 << 20;
+/**
+ * Metadata blocks of meta_avail kept back from the dirty-item budget: the allocators' own
+ * copy-on-write in a commit (list blocks, data_avail/data_freed btree paths) and one more
+ * operation's items.
+ */
+export const CLIENT_META_RESERVE_BLOCKS = 64;
 const EMPTY = new Uint8Array(0);
 
 export class ClientStore implements ItemStore {
@@ -89,13 +97,15 @@ export class ClientStore implements ItemStore {
   private inoEnd = 0n;
   private inoNextRange: { ino: bigint; nr: bigint } | null = null;
   private inoFetching: Promise<void> | null = null;
+  /** The server had no inode numbers left to give. */
+  private inoExhausted = false;
   private committing: Promise<void> | null = null;
   private syncWanted = false;
   private timer: ReturnType<typeof setInterval> | undefined;
   private failed: ScoutfsError | null = null;
   private closed = false;
   lastCommitError: unknown = null;
-  readonly counters = { commits: 0, commitFailures: 0, syncRequests: 0 };
+  readonly counters = { commits: 0, commitFailures: 0, syncRequests: 0, holdWaits: 0, metaEnospc: 0 };
 
   private constructor(o: ClientStoreOptions, client: Client, meta: Device, dataDev: Device, lt: LogTrees) {
     this.client = client;
@@ -166,19 +176,82 @@ export class ClientStore implements ItemStore {
 
   transact<T>(fn: (w: ItemWriter) => T): T {
     if (this.failed) throw this.failed;
-    if (this.items.inTransaction) return this.items.transact(fn);
+    if (this.items.inTransaction) return this.items.transact((w) => fn(this.noting(w)));
     this.txAllocs = [];
     let r: T;
     try {
-      r = this.items.transact(fn);
+      r = this.items.transact((w) => fn(this.noting(w)));
     } catch (err) {
       for (const e of this.txAllocs) this.giveBack(e);
       this.txAllocs = null;
       throw err;
     }
     this.txAllocs = null;
-    if (this.items.dirtyBytes >= this.dirtyBytesLimit() || this.items.dirtyCount >= this.dirtyItemsLimit()) void this.commitQuietly(false);
+    if (this.items.dirtyBytes >= this.dirtyBytesLimit() || this.items.dirtyCount >= this.dirtyItemsLimit() || this.commitBlocksEstimate() * 2 > this.lt.meta_avail.first_nr - CLIENT_META_RESERVE_BLOCKS || this.commitBlocksEstimate() > TRANS_DIRTY_BLOCKS_MAX) {
+      void this.commitQuietly(false);
+    }
     return r;
+  }
+
+  /**
+   * May a transaction start now (scoutfs trans.c hold_trans)? null: yes. A promise: a commit has
+   * to make room first (the dirty items could not all be written with the metadata blocks left in
+   * this transaction's meta_avail); the caller waits for it and asks again. ENOSPC: nothing is
+   * dirty and meta_avail still has less than the reserve — the server could not refill it, the
+   * metadata device is full. Without this a full device let operations succeed whose items no
+   * commit could ever write (every later commit failed, and they were lost at unmount).
+   */
+  hold(freeing = false): Promise<void> | null {
+    if (this.failed) throw this.failed;
+    if (this.items.inTransaction) return null;
+    // removals keep working on a full device with a smaller reserve: they are how room comes back
+    const reserve = freeing ? CLIENT_META_RESERVE_BLOCKS / 4 : CLIENT_META_RESERVE_BLOCKS;
+    // a burst of creates may use up the inode range before the next one arrives: wait for it
+    // rather than fail allocIno() with a transient ENOSPC
+    if (!freeing && !this.inoExhausted && this.inoNextRange === null && this.inoEnd - this.inoNext < CLIENT_INO_HOLD_LOW) {
+      this.fetchInodes();
+      if (this.inoFetching !== null) {
+        this.counters.holdWaits++;
+        return this.inoFetching;
+      }
+    }
+    if (this.commitBlocksEstimate() <= this.lt.meta_avail.first_nr - reserve) return null;
+    if (!this.dirty && this.committing === null) {
+      this.counters.metaEnospc++;
+      throw new ScoutfsError("ENOSPC", `metadata device full: ${this.lt.meta_avail.first_nr} metadata blocks left for this mount`);
+    }
+    this.counters.holdWaits++;
+    return this.commit(false);
+  }
+
+  /**
+   * Metadata blocks a commit of the dirty items could need: a new copy of every block on the
+   * path to each leaf they touch, one level more for splits. Leaves touched: at most one per
+   * dirty item; items of one (zone, first, type) — an inode's xattr parts, a directory's
+   * entries, a run of index items — sit side by side in key order, so one per such group plus
+   * a leaf per half block of item bytes.
+   */
+  private commitBlocksEstimate(): number {
+    const leaves = Math.min(this.items.dirtyCount, this.dirtyGroups.size + Math.ceil(this.items.dirtyBytes / (C.BLOCK_LG_SIZE / 2)));
+    return (this.lt.item_root.height + 1) * leaves;
+  }
+
+  /** Key groups (zone, first, type) changed since the last commit started: see commitBlocksEstimate. */
+  private dirtyGroups = new Set<string>();
+
+  /** The item writer `fn` sees: notes each changed key's group on the way. */
+  private noting(w: ItemWriter): ItemWriter {
+    const g = this.dirtyGroups;
+    const note = (key: string) => g.add(key.slice(0, 10));
+    return {
+      lookup: (key) => w.lookup(key),
+      next: (key, last) => w.next(key, last),
+      prev: (key, first) => w.prev(key, first),
+      create: (key, val) => (note(key), w.create(key, val)),
+      update: (key, val) => (note(key), w.update(key, val)),
+      put: (key, val) => (note(key), w.put(key, val)),
+      delete: (key) => (note(key), w.delete(key)),
+    };
   }
 
   /** Dirty items the next commit can surely absorb with the blocks of meta_avail (a leaf each). */
@@ -211,6 +284,7 @@ export class ClientStore implements ItemStore {
       .allocInodes(this.inoBatch)
       .then((r) => {
         if (r.nr > 0n) this.inoNextRange = r;
+        else this.inoExhausted = true;
       })
       .catch((err) => (this.lastCommitError = err))
       .finally(() => (this.inoFetching = null));
@@ -225,8 +299,13 @@ export class ClientStore implements ItemStore {
     if (seq > this.writeSeq) this.writeSeq = seq;
   }
 
+  /**
+   * fsync/syncfs: make everything changed so far durable. Waits for a commit in flight (it may
+   * hold our changes) and commits what is still dirty; with nothing dirty there is nothing to do
+   * (a forced empty commit per fsync cost four device flushes for nothing).
+   */
   async sync(): Promise<void> {
-    await this.commit(true);
+    await this.commit(false);
   }
 
   /** The server asked for a commit (it is finalizing trees for a merge). */
@@ -347,6 +426,8 @@ export class ClientStore implements ItemStore {
     if (this.failed) throw this.failed;
     if (force) this.syncWanted = true;
     while (this.committing) await this.committing.catch(() => {});
+    // the commit we waited for may have failed after writing our changes: never report success then
+    if (this.failed) throw this.failed;
     if (!this.dirty && !this.syncWanted) return;
     const p = this.client_commit();
     this.committing = p;
@@ -360,6 +441,8 @@ export class ClientStore implements ItemStore {
   private async client_commit(): Promise<void> {
     this.syncWanted = false;
     const items = this.items.dirtyItems();
+    const groups = this.dirtyGroups;
+    this.dirtyGroups = new Set();
     const allocs = this.pendingAllocs;
     const frees = this.pendingFrees;
     const saved = LogTrees.encode(this.lt);
@@ -381,6 +464,7 @@ export class ClientStore implements ItemStore {
     } catch (err) {
       this.cache.discardDirty();
       this.lt = LogTrees.decode(saved);
+      for (const k of groups) this.dirtyGroups.add(k);
       this.counters.commitFailures++;
       throw err;
     }

@@ -28,7 +28,7 @@
  * before the metadata commit that references newly written blocks.
  */
 import { Device } from "../block/device.ts";
-import { MetaCache } from "../block/cache.ts";
+import { MetaCache, TRANS_DIRTY_BLOCKS_MAX } from "../block/cache.ts";
 import { readSuper, writeSuper, type Super } from "../block/super.ts";
 import { ListAlloc, emptyListHead, type ListHead } from "../alloc/list.ts";
 import { ExtentAlloc } from "../alloc/extents.ts";
@@ -47,8 +47,13 @@ export const META_AVAIL_LOW = 2048;
 const META_AVAIL_TARGET = 6144;
 /** Commit on its own once the dirty items reach this many bytes. */
 export const DIRTY_BYTES_COMMIT = 16 << 20;
-/** ...or this many items (each can dirty a leaf path at commit). */
-export const DIRTY_ITEMS_COMMIT = 20000;
+/**
+ * ...or this many items: each can dirty a leaf at commit (their parents are shared), so a commit
+ * stays under TRANS_DIRTY_BLOCKS_MAX dirty blocks (128 MiB) and within the META_AVAIL_TARGET
+ * blocks the avail list holds. (Was 20000: up to 1.25 GiB of dirty blocks for random keys,
+ * more than the avail list could supply.)
+ */
+export const DIRTY_ITEMS_COMMIT = TRANS_DIRTY_BLOCKS_MAX - 48;
 
 /** Clean items from one btree (the fs_root); deletion items never appear in it. */
 export class BtreeSource implements ItemSource {

@@ -65,6 +65,13 @@ export interface ItemStore {
   allocIno(): bigint;
   /** The transaction seq that changes made now will carry (for meta_seq/data_seq indexes). */
   transSeq(): bigint;
+  /**
+   * Optional admission check before a transaction (scoutfs hold_trans): null when one may start
+   * now, a promise to wait for (a commit making room) before asking again; throws ENOSPC when the
+   * metadata device has no room for even one more. `freeing`: the operation removes things
+   * (unlink, rmdir, removexattr) and may use a last reserve. Stores without a limit omit it.
+   */
+  hold?(freeing?: boolean): Promise<void> | null;
   /** Commit everything changed so far and wait until it is durable. */
   sync(): Promise<void>;
   /** Format version of the volume (inode value size, v2 features). */

@@ -30,10 +30,18 @@ export function sink(plus = false, max = Infinity): DirentSink & { out: Listed[]
   };
 }
 
-export function setup(opts: MemStoreOptions = {}): { store: MemStore; fs: ScoutfsFuse } {
+/**
+ * ScoutfsFuse as these tests see it: over a MemStore (no ItemStore.hold) every operation answers
+ * synchronously, so the `T | Promise<T>` results of mutating operations are plain T.
+ */
+export type SyncFs = {
+  [K in keyof ScoutfsFuse]: ScoutfsFuse[K] extends (...a: infer A) => infer R ? (...a: A) => [R] extends [Promise<unknown>] ? R : Exclude<R, Promise<unknown>> : ScoutfsFuse[K];
+};
+
+export function setup(opts: MemStoreOptions = {}): { store: MemStore; fs: SyncFs } {
   const store = new MemStore(opts);
   fsEnsureRoot(store, 0o755);
-  const fs = new ScoutfsFuse(store);
+  const fs = new ScoutfsFuse(store) as unknown as SyncFs;
   return { store, fs };
 }
 
@@ -55,7 +63,7 @@ export function errnoOf(fn: () => unknown): string | undefined {
   }
 }
 
-export function list(fs: ScoutfsFuse, nodeid: number): string[] {
+export function list(fs: SyncFs, nodeid: number): string[] {
   const s = sink();
   fs.readdir(ctx(), nodeid, 0, 0, s);
   return s.out.map((e) => e.name);
