@@ -1,5 +1,6 @@
 // Crash consistency and I/O faults of the commit sequence (cache.commit + writeSuper) with the
-// alloc list allocator as the workload: every write and flush is recorded, then for every flush
+// alloc list allocator and fs_root btree items (inserts, overwrites, deletes that split leaves) as
+// the workload: every write and flush is recorded, then for every flush
 // boundary (and random subsets and torn writes of the unflushed writes after it) the image a crash
 // could leave is rebuilt and must open to exactly the state of the last commit whose super block
 // made it to disk — never to a stale or corrupt block.
@@ -12,6 +13,9 @@ import { readSuper, writeSuper } from "../../src/block/super.ts";
 import { ListAlloc } from "../../src/alloc/list.ts";
 import { mkfs, parseQuorumSlot } from "../../src/offline/mkfs.ts";
 import { ScoutfsError } from "../../src/util/errors.ts";
+import { btreeDelete, btreeForce, btreeItems } from "../../src/btree/cow.ts";
+import { keyPack } from "../../src/format/key.ts";
+import * as C from "../../src/format/constants.ts";
 import { sparseFile, tempDir } from "../helpers/images.ts";
 import { FaultyDev, OverlayDev, RecordingDev, crashWrites } from "../helpers/crashdev.ts";
 
@@ -41,12 +45,17 @@ function rng(seed: number) {
 interface State {
   avail: bigint[];
   freed: bigint[];
+  /** fs_root items as key -> value hex. */
+  items: Record<string, string>;
 }
 
 function stateOf(cache: MetaCache, sup: ReturnType<typeof readSuper>): State {
+  const items: Record<string, string> = {};
+  for (const it of btreeItems(cache, sup.fs_root)) items[Buffer.from(it.key, "latin1").toString("hex")] = Buffer.from(it.val).toString("hex");
   return {
     avail: ListAlloc.listBlknos(cache, sup.server_meta_avail[0]!).blknos,
     freed: ListAlloc.listBlknos(cache, sup.server_meta_freed[0]!).blknos,
+    items,
   };
 }
 
@@ -70,11 +79,27 @@ describe("commit crash consistency", () => {
         if (live.length > 0 && r(3) === 0) a.freeMeta(live.splice(r(live.length), 1)[0]!);
         else live.push(a.allocMeta());
       }
+      // btree items in fs_root through the same transaction: inserts, overwrites, deletes, enough
+      // to split leaves (so several btree blocks are written per commit, and can tear)
+      const w = { cache, alloc: a };
+      for (let k = 0, n = 200 + r(800); k < n; k++) {
+        const key = keyPack({ zone: C.FS_ZONE, first: BigInt(5000 + r(3000)), type: C.XATTR_TYPE, second: 0n, third: 0n, fourth: 0 });
+        if (r(4) === 0) {
+          try {
+            btreeDelete(w, sup.fs_root, key);
+          } catch (err) {
+            if (!(err instanceof ScoutfsError && err.code === "ENOENT")) throw err;
+          }
+        } else btreeForce(w, sup.fs_root, key, BigInt(t + 1), 0, new Uint8Array(40 + r(200)).fill(r(256)));
+      }
       cache.commit(() => writeSuper(rec, sup));
       a.committed();
       states.set(sup.hdr.seq, stateOf(cache, sup));
     }
     dev.close();
+    // the tree spans several blocks, so the unflushed writes a crash may tear include btree blocks
+    expect(sup.fs_root.height).toBeGreaterThan(1);
+    expect(Object.keys(states.get(sup.hdr.seq)!.items).length).toBeGreaterThan(1000);
 
     let images = 0;
     for (let epoch = 0; epoch <= rec.flushes; epoch++) {
