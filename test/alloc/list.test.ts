@@ -13,6 +13,7 @@ import { ListAlloc, type ListHead } from "../../src/alloc/list.ts";
 import { mkfs, parseQuorumSlot } from "../../src/offline/mkfs.ts";
 import { ScoutfsError } from "../../src/util/errors.ts";
 import { sparseFile, tempDir } from "../helpers/images.ts";
+import { rng } from "../helpers/rng.ts";
 
 const dir = tempDir();
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -24,17 +25,6 @@ function volume(name: string) {
   return metaPath;
 }
 
-function rng(seed: number) {
-  let s = seed >>> 0 || 1;
-  return (n: number) => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % n;
-  };
-}
 
 function open(metaPath: string) {
   const dev = Device.open(metaPath, { write: true });

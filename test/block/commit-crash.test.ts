@@ -18,6 +18,7 @@ import { keyPack } from "../../src/format/key.ts";
 import * as C from "../../src/format/constants.ts";
 import { sparseFile, tempDir } from "../helpers/images.ts";
 import { FaultyDev, OverlayDev, RecordingDev, crashWrites } from "../helpers/crashdev.ts";
+import { rng } from "../helpers/rng.ts";
 
 const dir = tempDir();
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -29,17 +30,6 @@ function volume(name: string): string {
   return metaPath;
 }
 
-function rng(seed: number) {
-  let s = seed >>> 0 || 1;
-  return (n: number) => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % n;
-  };
-}
 
 /** What a committed volume holds, as this workload sees it. */
 interface State {

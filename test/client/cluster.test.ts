@@ -5,21 +5,11 @@ import * as path from "node:path";
 import { makeVolume, removeVolume, startServer, type Vol } from "../server/helpers.ts";
 import { accountMeta, key, openStore, val } from "./helpers.ts";
 import { BUN } from "../helpers/images.ts";
+import { rng } from "../helpers/rng.ts";
 
 const vols: Vol[] = [];
 afterAll(() => vols.forEach(removeVolume));
 
-function rng(seed: number) {
-  let s = seed >>> 0 || 1;
-  return (n: number) => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % n;
-  };
-}
 
 test("a SIGKILLed mount process loses only its uncommitted transaction", async () => {
   const v = await makeVolume("kill");

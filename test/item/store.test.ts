@@ -17,21 +17,11 @@ import { keyPack, PACKED_KEY_MAX, PACKED_KEY_MIN, type PackedKey } from "../../s
 import * as C from "../../src/format/constants.ts";
 import { ScoutfsError } from "../../src/util/errors.ts";
 import { sparseFile, tempDir } from "../helpers/images.ts";
+import { rng } from "../helpers/rng.ts";
 
 const dir = tempDir();
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-function rng(seed: number) {
-  let s = seed >>> 0 || 1;
-  return (n: number) => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % n;
-  };
-}
 
 function volume(name: string, metaMiB = 96, dataMiB = 64) {
   const metaPath = sparseFile(path.join(dir, `${name}.meta`), metaMiB << 20);

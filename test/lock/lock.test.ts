@@ -11,21 +11,11 @@ import { keyPack, keyUnpack, makeKey } from "../../src/format/key.ts";
 import { LockCache, LOCK_READ, LOCK_WRITE, LOCK_WRITE_ONLY, inodeLockRange, lockModesMatch, type ClientLock, type LockHandle } from "../../src/lock/lock.ts";
 import { connectClient, makeVolume, removeVolume, startServer, electSlot0, type Vol } from "../server/helpers.ts";
 import type { Client } from "../../src/client/client.ts";
+import { rng } from "../helpers/rng.ts";
 
 const vols: Vol[] = [];
 afterAll(() => vols.forEach(removeVolume));
 
-function rng(seed: number) {
-  let s = seed >>> 0 || 1;
-  return (n: number) => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % n;
-  };
-}
 
 interface Mount {
   name: string;
