@@ -359,6 +359,13 @@ export class ClientStore implements ItemStore {
     };
   }
 
+  /** Data blocks allocated since the last commit: the server's statfs does not know of them yet. */
+  get uncommittedDataBlocks(): bigint {
+    let n = 0n;
+    for (const e of this.pendingAllocs) n += e.len;
+    return n;
+  }
+
   /** The front of the first extent that holds `count` blocks whole, else of the largest one. */
   private takeData(count: bigint): Extent {
     let pick = -1;

@@ -254,7 +254,7 @@ export async function runNode(a: NodeArgs): Promise<number> {
     entryTimeout: CACHE_TIMEOUT_S,
     attrTimeout: CACHE_TIMEOUT_S,
     deleteOrphansOnInit: true,
-    statfs: () => statfsOf(srv),
+    statfs: () => statfsOf(srv, s.uncommittedDataBlocks),
   });
   try {
     fuse = await fuseMount(fsImpl, a.mountpoint, {
@@ -318,10 +318,12 @@ export async function runNode(a: NodeArgs): Promise<number> {
 }
 
 /** statfs(2) numbers from the server's allocators: 4 KiB data blocks; inodes from free metadata. */
-export function statfsOf(srv: Server) {
+export function statfsOf(srv: Server, uncommittedDataBlocks = 0n) {
   const st = srv.statfs();
   const blocks = Number(st.total_data_blocks - BigInt(C.DATA_DEV_START_BLKNO));
-  const bfree = Number(st.free_data_blocks);
+  // our own allocations since our last commit are not in the server's numbers yet
+  const free = st.free_data_blocks - uncommittedDataBlocks;
+  const bfree = Number(free > 0n ? free : 0n);
   // scoutfs reports free inodes as what free metadata blocks could hold
   const inodesPerBlock = 64;
   const ffree = Number(st.free_meta_blocks) * inodesPerBlock;
