@@ -98,7 +98,8 @@ async function waitUnmounted(mnt: string): Promise<void> {
   for (let i = 0; i < 400 && isMounted(mnt); i++) await Bun.sleep(25);
 }
 
-async function startScoutfs(dir: string): Promise<Target> {
+/** Sparse images for a fresh scoutfs volume, its mount point, and a free quorum port. */
+async function scoutfsImages(dir: string): Promise<{ meta: string; data: string; mnt: string; port: number }> {
   const meta = path.join(dir, "scoutfs-meta.img");
   const data = path.join(dir, "scoutfs-data.img");
   const mnt = path.join(dir, "scoutfs-mnt");
@@ -108,6 +109,11 @@ async function startScoutfs(dir: string): Promise<Target> {
     fs.truncateSync(p, n);
   }
   const port = (await freePorts(1))[0]!;
+  return { meta, data, mnt, port };
+}
+
+async function startScoutfs(dir: string): Promise<Target> {
+  const { meta, data, mnt, port } = await scoutfsImages(dir);
   const env = { ...process.env, SCOUTFS_LOG_DIR: path.join(dir, "log"), SCOUTFS_RUN_DIR: path.join(dir, "run") };
   run([process.execPath, CLI, "mkfs", "-A", "-f", "-Q", `0,127.0.0.1,${port}`, meta, data], env);
   run([process.execPath, CLI, "mount", "-o", `metadev_path=${meta},quorum_slot_nr=0`, data, mnt], env);
@@ -222,15 +228,7 @@ let statsOf: (() => Promise<{ opcodes: Record<string, number>; commits: number }
 const counts = new Map<string, string>();
 
 async function startScoutfsCounted(dir: string): Promise<Target> {
-  const meta = path.join(dir, "scoutfs-meta.img");
-  const data = path.join(dir, "scoutfs-data.img");
-  const mnt = path.join(dir, "scoutfs-mnt");
-  fs.mkdirSync(mnt, { recursive: true });
-  for (const [p, n] of [[meta, 4 * 2 ** 30], [data, IMAGE_BYTES]] as const) {
-    fs.writeFileSync(p, "");
-    fs.truncateSync(p, n);
-  }
-  const port = (await freePorts(1))[0]!;
+  const { meta, data, mnt, port } = await scoutfsImages(dir);
   run([process.execPath, CLI, "mkfs", "-A", "-f", "-Q", `0,127.0.0.1,${port}`, meta, data]);
   const proc = Bun.spawn([process.execPath, import.meta.path, "--serve-node", meta, data, mnt], { stdout: "pipe", stderr: "inherit" });
   const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();

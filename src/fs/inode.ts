@@ -33,6 +33,7 @@ import { assert } from "../util/assert.ts";
 import { fsFail } from "./errors.ts";
 import { inodeIndexKey, inodeKey } from "./keys.ts";
 import type { FsTime, Tx } from "./trans.ts";
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, S_ISUID } from "../fuse/types.ts";
 
 export type InodeVal = Inode;
 
@@ -42,16 +43,8 @@ export interface FsInode {
   v: InodeVal;
 }
 
-export const S_IFMT = 0o170000;
-export const S_IFSOCK = 0o140000;
-export const S_IFLNK = 0o120000;
-export const S_IFREG = 0o100000;
-export const S_IFBLK = 0o060000;
-export const S_IFDIR = 0o040000;
-export const S_IFCHR = 0o020000;
-export const S_IFIFO = 0o010000;
-export const S_ISUID = 0o4000;
-export const S_ISGID = 0o2000;
+// the mode bits are the kernel's, declared once with the FUSE types
+export { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, S_ISUID };
 
 export const isDir = (mode: number): boolean => (mode & S_IFMT) === S_IFDIR;
 export const isReg = (mode: number): boolean => (mode & S_IFMT) === S_IFREG;

@@ -49,6 +49,7 @@ import { Client, type ClientOptions } from "../client/client.ts";
 import { ItemCache } from "./cache.ts";
 import { Forest } from "./forest.ts";
 import type { DataStore, ItemReader, ItemStore, ItemWriter } from "./types.ts";
+import { dataBlockIO } from "./data-io.ts";
 
 export interface ClientStoreOptions {
   metaPath: string;
@@ -335,7 +336,6 @@ export class ClientStore implements ItemStore {
   // Data
 
   private makeDataStore(): DataStore {
-    const SM = C.BLOCK_SM_SIZE;
     return {
       alloc: (count: bigint) => {
         assert(count > 0n, `allocating ${count} data blocks`);
@@ -347,15 +347,7 @@ export class ClientStore implements ItemStore {
       free: (start: bigint, len: bigint) => {
         this.pendingFrees.push({ start, len });
       },
-      read: (blkno: bigint, count: number, out: Uint8Array) => {
-        assert(out.byteLength >= count * SM, "data read buffer too small");
-        this.dataDev.readAt(out.subarray(0, count * SM), Number(blkno) * SM);
-      },
-      write: (blkno: bigint, data: Uint8Array) => {
-        assert(data.byteLength % SM === 0, "data writes are whole 4 KiB blocks");
-        this.dataDev.writeAt(data, Number(blkno) * SM);
-        this.dataWritten = true;
-      },
+      ...dataBlockIO(this.dataDev, () => (this.dataWritten = true)),
     };
   }
 

@@ -30,7 +30,7 @@
 import { Device } from "../block/device.ts";
 import { MetaCache, TRANS_DIRTY_BLOCKS_MAX } from "../block/cache.ts";
 import { readSuper, writeSuper, type Super } from "../block/super.ts";
-import { ListAlloc, emptyListHead, type ListHead } from "../alloc/list.ts";
+import { ListAlloc, type ListHead } from "../alloc/list.ts";
 import { ExtentAlloc } from "../alloc/extents.ts";
 import { btreeExtentOps } from "../alloc/btree-ops.ts";
 import { btreeDelete, btreeForce, btreeLookup, btreeNext, btreePrev, type BtreeRootRef } from "../btree/cow.ts";
@@ -40,6 +40,8 @@ import { ScoutfsError } from "../util/errors.ts";
 import { assert } from "../util/assert.ts";
 import { ItemCache, type ItemSource } from "./cache.ts";
 import type { DataStore, ItemReader, ItemRef, ItemStore, ItemWriter } from "./types.ts";
+import { dataBlockIO } from "./data-io.ts";
+import { reclaimListInto, refillAvailFrom } from "../alloc/recycle.ts";
 
 /** Refill the metadata avail list at commit when it holds fewer blknos than this. */
 export const META_AVAIL_LOW = 2048;
@@ -197,7 +199,6 @@ export class StandaloneStore implements ItemStore {
   }
 
   private makeDataStore(): DataStore {
-    const SM = C.BLOCK_SM_SIZE;
     return {
       alloc: (count: bigint) => {
         const e = this.dataAlloc.allocData(this.writer(), count);
@@ -209,15 +210,7 @@ export class StandaloneStore implements ItemStore {
       free: (start: bigint, len: bigint) => {
         this.pendingDataFrees.push({ start, len });
       },
-      read: (blkno: bigint, count: number, out: Uint8Array) => {
-        assert(out.byteLength >= count * SM, "data read buffer too small");
-        this.dataDev.readAt(out.subarray(0, count * SM), Number(blkno) * SM);
-      },
-      write: (blkno: bigint, data: Uint8Array) => {
-        assert(data.byteLength % SM === 0, "data writes are whole 4 KiB blocks");
-        this.dataDev.writeAt(data, Number(blkno) * SM);
-        this.dataWritten = true;
-      },
+      ...dataBlockIO(this.dataDev, () => (this.dataWritten = true)),
     };
   }
 
@@ -304,31 +297,15 @@ export class StandaloneStore implements ItemStore {
   /** Empty the freed list the previous commit filled (durable now) back into meta_alloc. */
   private recycleFreed(w: { cache: MetaCache; alloc: ListAlloc }): void {
     const other = this.sup.server_meta_freed[Number((this.sup.seq + 1n) % 2n)]!;
-    if (other.ref.blkno === 0n) return;
-    const { blknos, listBlocks } = ListAlloc.listBlknos(this.cache, other);
-    const target = this.metaAllocs[0]!;
-    for (const b of blknos.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) target.insert(w, b, 1n);
-    for (const b of listBlocks) w.alloc.freeMeta(b);
-    Object.assign(other, emptyListHead());
-    this.counters.metaRecycled += blknos.length;
+    this.counters.metaRecycled += reclaimListInto(w, other, this.metaAllocs[0]!);
   }
 
   /** Top up the avail list from the meta_alloc extent trees. */
   private refillAvail(w: { cache: MetaCache; alloc: ListAlloc }): void {
-    const avail = this.sup.server_meta_avail[0]!;
-    if (avail.first_nr >= META_AVAIL_LOW) return;
-    let want = BigInt(META_AVAIL_TARGET - avail.first_nr);
-    for (const src of [...this.metaAllocs].sort((a, b) => (a.root.total_len > b.root.total_len ? -1 : 1))) {
-      while (want > 0n) {
-        const e = src.allocLargest(w, want);
-        if (!e) break;
-        w.alloc.addAvail(e.start, e.len);
-        want -= e.len;
-      }
-    }
+    if (this.sup.server_meta_avail[0]!.first_nr >= META_AVAIL_LOW) return;
+    refillAvailFrom(w, this.metaAllocs, META_AVAIL_LOW, META_AVAIL_TARGET);
     this.counters.metaRefills++;
   }
-
 
   /** Statistics for statfs: free metadata and data blocks. */
   freeBlocks(): { meta: bigint; data: bigint } {

@@ -134,6 +134,8 @@ export class LockCache {
   private readonly log: (msg: string) => void;
   private useClock = 0;
   private shutdownErr: ScoutfsError | null = null;
+  /** A request that failed, for the waiters of its lock to report. */
+  private readonly failedRequests = new Map<ClientLock, unknown>();
   readonly counters = { lockFast: 0, lockRequest: 0, lockWait: 0, invalidate: 0, invalidateWriteback: 0, invalidateDrop: 0, shrink: 0, recover: 0 };
 
   constructor(
@@ -220,8 +222,6 @@ export class LockCache {
       }
     }
   }
-
-  private readonly failedRequests = new Map<ClientLock, unknown>();
 
   unlock(h: LockHandle): void {
     const l = h.lock;
@@ -311,6 +311,8 @@ export class LockCache {
 
   /** Give back the least recently used idle locks beyond the idle bound. */
   private maybeShrink(): void {
+    // idle locks are a subset of the cached ones: nothing to give back while those fit
+    if (this.locks.size <= this.idleMax) return;
     const idle = [...this.locks.values()].filter((l) => l.usersTotal === 0 && l.mode !== LOCK_NULL && !l.requestPending && l.invalidating === null);
     if (idle.length <= this.idleMax) return;
     idle.sort((a, b) => a.lastUsed - b.lastUsed);

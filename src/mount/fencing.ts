@@ -9,8 +9,8 @@ import type { Device } from "../block/device.ts";
 import { leadersToFence, type QuorumSlot } from "../quorum/blocks.ts";
 import type { Fencer, MountRegistry } from "../server/fence.ts";
 import { ipv4ToString } from "../format/quorum.ts";
+import { hex16 } from "../util/hex.ts";
 
-const hex16 = (v: bigint) => v.toString(16).padStart(16, "0");
 
 /** Is this IPv4 address one of this host's (so a mount bound to it ran here)? */
 export function isLocalAddress(ipv4: string): boolean {

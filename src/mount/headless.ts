@@ -38,6 +38,8 @@ import { keyCompare, keyPack, type Key } from "../format/key.ts";
 import * as C from "../format/constants.ts";
 import { ScoutfsError } from "../util/errors.ts";
 import { assert } from "../util/assert.ts";
+import { randomRid } from "../client/client.ts";
+import { hex16 } from "../util/hex.ts";
 
 /** How long a busy quorum port is retried (a node that just stopped may still hold it). */
 const QUORUM_BIND_RETRY_MS = 5000;
@@ -68,14 +70,6 @@ export interface HeadlessOptions {
   event?: (ev: Record<string, unknown>) => void;
 }
 
-export const hex16 = (v: bigint) => v.toString(16).padStart(16, "0");
-
-function randomRid(): bigint {
-  const a = new BigUint64Array(1);
-  do crypto.getRandomValues(a);
-  while (a[0] === 0n);
-  return a[0]!;
-}
 
 /** A lock this node holds, as the server granted it (lock requests are driven by the control). */
 interface HeldLock {

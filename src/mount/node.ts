@@ -35,6 +35,8 @@ import * as C from "../format/constants.ts";
 import { ScoutfsError } from "../util/errors.ts";
 import { parseMountOptions, type MountOptions } from "./options.ts";
 import { fenceMount, fencePreviousLeaders } from "./fencing.ts";
+import { randomRid } from "../client/client.ts";
+import { hex16 } from "../util/hex.ts";
 
 /** Commit dirty items at least this often (scoutfs commits every few seconds). */
 export const COMMIT_INTERVAL_MS = 2000;
@@ -62,14 +64,6 @@ export interface NodeArgs {
   registryDir?: string;
 }
 
-function randomRid(): bigint {
-  const a = new BigUint64Array(1);
-  do crypto.getRandomValues(a);
-  while (a[0] === 0n);
-  return a[0]!;
-}
-
-const hex16 = (v: bigint) => v.toString(16).padStart(16, "0");
 
 /**
  * Run a node until it is unmounted. Resolves with the exit status (0 after a clean unmount);

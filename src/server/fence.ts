@@ -20,6 +20,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ScoutfsError } from "../util/errors.ts";
+import { hex16 } from "../util/hex.ts";
 
 export const DEFAULT_REGISTRY_DIR = process.env.SCOUTFS_RUN_DIR ?? "/run/scoutfs";
 export const FENCE_TIMEOUT_MS = 15_000;
@@ -31,7 +32,6 @@ export interface FenceRequest {
   reason: string;
 }
 
-const hex16 = (v: bigint) => v.toString(16).padStart(16, "0");
 
 /** This host's record of the mounts running on it, so a local leader can fence them. */
 export class MountRegistry {

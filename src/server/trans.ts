@@ -31,7 +31,7 @@
 import { MetaCache } from "../block/cache.ts";
 import { readSuper, writeSuper, type Super } from "../block/super.ts";
 import type { Device } from "../block/device.ts";
-import { ListAlloc, emptyListHead, emptyListBlock, listBlockCodec, type ListHead } from "../alloc/list.ts";
+import { ListAlloc, emptyListBlock, listBlockCodec, type ListHead } from "../alloc/list.ts";
 import { ExtentAlloc, type AllocRootMut } from "../alloc/extents.ts";
 import { btreeExtentOps } from "../alloc/btree-ops.ts";
 import type { Writer } from "../alloc/types.ts";
@@ -40,6 +40,7 @@ import { ALLOC_LIST_MAX_BLOCKS } from "../format/alloc.ts";
 import * as C from "../format/constants.ts";
 import { assert } from "../util/assert.ts";
 import { ScoutfsError } from "../util/errors.ts";
+import { reclaimListInto, refillAvailFrom } from "../alloc/recycle.ts";
 
 export interface ServerWriter extends Writer {
   alloc: ListAlloc;
@@ -184,17 +185,8 @@ export class ServerTrans {
 
   /** Top up server_meta_avail[0] from the meta_alloc extent trees. */
   private server_refill_avail(w: ServerWriter): void {
-    const avail = this.sup.server_meta_avail[0]!;
-    if (avail.first_nr >= this.metaAvailLow) return;
-    let want = BigInt(this.metaAvailTarget - avail.first_nr);
-    for (const src of this.metaSourcesLargestFirst()) {
-      while (want > 0n) {
-        const e = src.allocLargest(w, want);
-        if (!e) break;
-        w.alloc.addAvail(e.start, e.len);
-        want -= e.len;
-      }
-    }
+    if (this.sup.server_meta_avail[0]!.first_nr >= this.metaAvailLow) return;
+    refillAvailFrom(w, this.sup.meta_alloc.map((r) => this.metaExtents(r)), this.metaAvailLow, this.metaAvailTarget);
     this.counters.metaRefills++;
   }
 
@@ -207,21 +199,9 @@ export class ServerTrans {
    * one extent), free the list's own blocks, and empty the head. Returns the blknos returned.
    */
   reclaimList(w: ServerWriter, head: ListHead): number {
-    if (head.ref.blkno === 0n) return 0;
-    const { blknos, listBlocks } = ListAlloc.listBlknos(this.cache, head);
-    blknos.sort(cmpBig);
-    const target = this.metaExtents(this.sup.meta_alloc[0]!);
-    let i = 0;
-    while (i < blknos.length) {
-      let n = 1;
-      while (i + n < blknos.length && blknos[i + n] === blknos[i]! + BigInt(n)) n++;
-      target.insert(w, blknos[i]!, BigInt(n));
-      i += n;
-    }
-    Object.assign(head, emptyListHead());
-    for (const b of listBlocks) w.alloc.freeMeta(b);
-    return blknos.length;
+    return reclaimListInto(w, head, this.metaExtents(this.sup.meta_alloc[0]!));
   }
+
 
   /**
    * Fill a mount's avail list (its first block) up to `target` blknos from meta_alloc when it

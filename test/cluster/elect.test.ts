@@ -3,7 +3,7 @@
 // leader and every node — leader or not — commits items through it as a client; a minority of a
 // 5-slot volume cannot elect until a third node joins; clean stops leave stop and end events and
 // an empty mounted_clients behind, with every metadata block accounted for.
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import {
   ELECTION_MS,
   HB_MS,
@@ -11,20 +11,14 @@ import {
   checkOneLeaderPerTerm,
   makeClusterVolume,
   quorumEvents,
-  removeClusterVolume,
+  clusterScope,
   spawnNode,
   stopAll,
   waitLeader,
-  type ClusterVolume,
   type NodeProc,
 } from "./harness.ts";
 
-const vols: ClusterVolume[] = [];
-const procs: NodeProc[] = [];
-afterAll(() => {
-  for (const p of procs) p.kill();
-  vols.forEach(removeClusterVolume);
-});
+const { vols, procs } = clusterScope();
 
 async function electAndCommit(slots: number): Promise<void> {
   const v = await makeClusterVolume(`elect${slots}`, slots);

@@ -3,7 +3,7 @@
 // within the heartbeat timeout plus an election or two, the new leader fences the old one, the
 // surviving clients reconnect and keep committing, every item committed before the kill is
 // readable afterwards, and the killed slot comes back as a follower that sees everything.
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { encodeQuorumMessage } from "../../src/quorum/agent.ts";
 import * as C from "../../src/format/constants.ts";
 import {
@@ -12,7 +12,7 @@ import {
   accountVolume,
   checkOneLeaderPerTerm,
   makeClusterVolume,
-  removeClusterVolume,
+  clusterScope,
   spawnNode,
   stopAll,
   waitLeader,
@@ -21,12 +21,7 @@ import {
 } from "./harness.ts";
 import * as fs from "node:fs";
 
-const vols: ClusterVolume[] = [];
-const procs: NodeProc[] = [];
-afterAll(() => {
-  for (const p of procs) p.kill();
-  vols.forEach(removeClusterVolume);
-});
+const { vols, procs } = clusterScope();
 
 function junk(n: number, seed: number): Uint8Array {
   const b = new Uint8Array(n);

@@ -3,7 +3,7 @@
 // and its resources are reclaimed: its mounted_clients item goes, its log tree is finalized with
 // every allocator handed back, statfs loses nothing, its committed items stay readable and its
 // uncommitted ones are gone; the leader keeps serving the other node throughout.
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
@@ -11,20 +11,14 @@ import {
   accountVolume,
   checkOneLeaderPerTerm,
   makeClusterVolume,
-  removeClusterVolume,
+  clusterScope,
   spawnNode,
   stopAll,
   waitLeader,
-  type ClusterVolume,
   type NodeProc,
 } from "./harness.ts";
 
-const vols: ClusterVolume[] = [];
-const procs: NodeProc[] = [];
-afterAll(() => {
-  for (const p of procs) p.kill();
-  vols.forEach(removeClusterVolume);
-});
+const { vols, procs } = clusterScope();
 
 interface LtView {
   rid: string;

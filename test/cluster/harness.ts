@@ -4,6 +4,7 @@
  * and headless node processes (node-main.ts) driven over stdin/stdout. Every node logs to one
  * file per slot (appended across restarts) so a test can read every election that happened.
  */
+import { afterAll } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Subprocess } from "bun";
@@ -293,6 +294,16 @@ export function removeClusterVolume(v: ClusterVolume): void {
   fs.rmSync(v.dir, { recursive: true, force: true });
 }
 
+/** The volumes and node processes of one test file: its nodes are killed and volumes removed after it. */
+export function clusterScope(): { vols: ClusterVolume[]; procs: NodeProc[] } {
+  const scope = { vols: [] as ClusterVolume[], procs: [] as NodeProc[] };
+  afterAll(() => {
+    for (const p of scope.procs) p.kill();
+    scope.vols.forEach(removeClusterVolume);
+  });
+  return scope;
+}
+
 /** Clean stops, followers first (their farewells need the server), then the leader. */
 export async function stopAll(nodes: readonly NodeProc[]): Promise<number[]> {
   const serving = new Set<NodeProc>();
@@ -305,17 +316,6 @@ export async function stopAll(nodes: readonly NodeProc[]): Promise<number[]> {
   return nodes.map((n) => n.exitCode ?? -1);
 }
 
-export function rng(seed: number): (n: number) => number {
-  let s = seed >>> 0 || 1;
-  return (n: number) => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % n;
-  };
-}
 
 /**
  * Offline metadata accounting of a stopped volume (as test/client/helpers.ts accountMeta does

@@ -2,16 +2,11 @@
 // node asks for write; after the leader is SIGKILLed, the new server learns the locks every
 // surviving node holds (lock_recover) before granting anything, so a conflicting request is
 // granted only after the holder has been invalidated — never two writers at once.
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import * as C from "../../src/format/constants.ts";
-import { checkOneLeaderPerTerm, makeClusterVolume, removeClusterVolume, spawnNode, stopAll, waitLeader, type ClusterVolume, type NodeProc } from "./harness.ts";
+import { checkOneLeaderPerTerm, clusterScope, makeClusterVolume, spawnNode, stopAll, waitLeader, type NodeProc } from "./harness.ts";
 
-const vols: ClusterVolume[] = [];
-const procs: NodeProc[] = [];
-afterAll(() => {
-  for (const p of procs) p.kill();
-  vols.forEach(removeClusterVolume);
-});
+const { vols, procs } = clusterScope();
 
 test("write locks move between nodes by invalidation, and survive a failover through lock recovery", async () => {
   const v = await makeClusterVolume("locks", 3);

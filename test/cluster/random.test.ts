@@ -5,28 +5,22 @@
 // again, one leader serves them all, every node sees the same items (everything each process
 // committed, nothing it never wrote), and every metadata block is accounted for.
 // Replay one run with CLUSTER_SEED=<seed>; CLUSTER_KEEP=1 keeps its images and logs.
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import {
   ELECTION_MS,
   HB_MS,
   accountVolume,
   checkOneLeaderPerTerm,
   makeClusterVolume,
-  removeClusterVolume,
-  rng,
+  clusterScope,
   spawnNode,
   stopAll,
   waitLeader,
-  type ClusterVolume,
   type NodeProc,
 } from "./harness.ts";
+import { rng } from "../helpers/rng.ts";
 
-const vols: ClusterVolume[] = [];
-const procs: NodeProc[] = [];
-afterAll(() => {
-  for (const p of procs) p.kill();
-  vols.forEach(removeClusterVolume);
-});
+const { vols, procs } = clusterScope();
 
 /** Seeds run by default, and the action time each run gets (the file stays well under 90 s). */
 const SEEDS = process.env.CLUSTER_SEED ? [Number(process.env.CLUSTER_SEED)] : [11, 23, 37];

@@ -5,18 +5,8 @@ import { SEF_UNWRITTEN } from "../../src/format/constants.ts";
 import { extAll } from "../../src/fs/data.ts";
 import { inodeGet } from "../../src/fs/inode.ts";
 import { ctx, setup } from "./harness.ts";
+import { rng } from "../helpers/rng.ts";
 
-function rng(seed: number): (n: number) => number {
-  let s = seed >>> 0 || 1;
-  return (n) => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % n;
-  };
-}
 
 const SPAN = 96 * 1024;
 

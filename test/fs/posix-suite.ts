@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { E, O_TMPFILE, sh, sys } from "../fuse/helpers.ts";
 import { PAGE_BYTES, withMapping } from "./mmap.ts";
+import { rng } from "../helpers/rng.ts";
 
 export interface MountBackend {
   /** "standalone" (serve.ts) or "node" (scoutfs mount). */
@@ -37,17 +38,6 @@ function errnoOf(fn: () => unknown): string | undefined {
   }
 }
 
-export function rng(seed: number): (n: number) => number {
-  let s = seed >>> 0 || 1;
-  return (k) => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % k;
-  };
-}
 
 export function posixSuite(title: string, b: MountBackend): void {
   describe(title, () => {
