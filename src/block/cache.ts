@@ -2,9 +2,10 @@
  * The metadata block cache of one transaction writer: verified reads of 64 KiB metadata blocks
  * through a bounded cache, dirty blocks of the current transaction, and the commit sequence.
  *
- * Blocks are cached decoded. Each block type supplies a codec (magic, decode, encode); the btree
- * keeps its nodes as sorted item arrays, for instance, and lays out the scoutfs block (item
- * array, AVL tree, values, leaf hash) only when it writes one. A block is decoded once per read
+ * Blocks are cached decoded. Each block type supplies a codec (magic, decode, encode); what
+ * "decoded" means is the codec's business: a btree node is its 64 KiB block changed in place,
+ * with the AVL tree and leaf hash laid out canonically only when it is written (see
+ * docs/engine-btree.md), an alloc list block a typed array of blknos. A block is decoded once per read
  * from the device and encoded once per commit however many times it changes in between, which is
  * the copy-on-write rule of scoutfs ("a block is written at most once per commit") turned into
  * a saving.
