@@ -195,10 +195,13 @@ async function serveNode(meta: string, data: string, mnt: string): Promise<void>
   updateQuorumEvent(dev, sup.hdr.fsid, 0, rid, C.QUORUM_EVENT_ELECT, 1n);
   dev.close();
   const srv = Server.start({ metaPath: meta, term: 1n, slot: 0 });
-  const store = await ClientStore.open({ metaPath: meta, dataPath: data, commitIntervalMs: COMMIT_INTERVAL_MS, client: { rid, quorum: true } });
+  const { MountLocks } = await import("../../src/mount/mount-locks.ts");
+  const locks = new MountLocks((m) => process.stderr.write(`${m}\n`));
+  const store = await ClientStore.open({ metaPath: meta, dataPath: data, commitIntervalMs: COMMIT_INTERVAL_MS, client: { rid, quorum: true, ...locks.clientHooks } });
   // SCOUTFS_BENCH_CACHE_S / SCOUTFS_BENCH_WRITEBACK / SCOUTFS_BENCH_READAHEAD_KB try other mount configurations
   const cacheS = Number(process.env.SCOUTFS_BENCH_CACHE_S ?? String(NODE_CACHE_TIMEOUT_S));
-  const sfs = new ScoutfsFuse(store, { entryTimeout: cacheS, attrTimeout: cacheS, deleteOrphansOnInit: true, statfs: () => statfsOf(srv) });
+  const sfs = new ScoutfsFuse(store, { entryTimeout: cacheS, attrTimeout: cacheS, deleteOrphansOnInit: true, locks: locks.fsLocks, statfs: () => statfsOf(srv.statfs()) });
+  locks.attach(store, sfs);
   const readAheadKb = process.env.SCOUTFS_BENCH_READAHEAD_KB ? Number(process.env.SCOUTFS_BENCH_READAHEAD_KB) : NODE_READ_AHEAD_KB;
   const m = await mount(sfs, mnt, {
     fsname: data,
@@ -208,6 +211,7 @@ async function serveNode(meta: string, data: string, mnt: string): Promise<void>
     writebackCache: process.env.SCOUTFS_BENCH_WRITEBACK === "1",
     ...(readAheadKb ? { readAheadKb } : {}),
   });
+  sfs.notifier = m.session;
   process.on("SIGUSR2", () => {
     const opcodes: Record<string, number> = {};
     m.session.opcodeCounts.forEach((n, op) => {

@@ -229,6 +229,8 @@ export interface CreateArgs {
   target?: Uint8Array;
   /** O_TMPFILE: no name, nlink 0, an orphan item. */
   tmpfile?: boolean;
+  /** The new inode's number, when the caller allocated it (to lock its group first). */
+  ino?: bigint;
 }
 
 /** Make a new inode named `name` in `dirIno` (or an unnamed tmpfile). */
@@ -246,7 +248,7 @@ export function dirCreate(tx: Tx, dirIno: bigint, name: Uint8Array | null, a: Cr
     gid = dir.v.gid;
     if (isDir(mode)) mode |= S_ISGID;
   }
-  const ino = tx.store.allocIno();
+  const ino = a.ino ?? tx.store.allocIno();
   const inode = inodeCreate(tx, ino, {
     mode,
     uid: a.uid,

@@ -51,7 +51,8 @@ import {
   isLnk,
   isReg,
 } from "./inode.ts";
-import { inodeDelete, orphanExists, orphanScan } from "./orphan.ts";
+import { inodeDelete, orphanExists, orphanList, orphanScan } from "./orphan.ts";
+import { type FsLockSession, type FsLocks, NO_LOCKS, NeedLocks, lockCheckedStore } from "./locks.ts";
 import { symlinkRead } from "./symlink.ts";
 import { type FsTime, fsNow, fsTransact } from "./trans.ts";
 import { aclChmod, xattrGet, xattrList, xattrSet } from "./xattr.ts";
@@ -67,7 +68,9 @@ export interface ScoutfsFuseOptions {
   entryTimeout?: number;
   attrTimeout?: number;
   /** statfs(2) numbers; by default a large empty volume. */
-  statfs?: () => StatfsReply;
+  statfs?: () => StatfsReply | Promise<StatfsReply>;
+  /** Cluster locks covering every item access (src/fs/locks.ts); NO_LOCKS by default. */
+  locks?: FsLocks;
   /** Delete orphaned inodes left by a previous run when the kernel sends INIT (single mount). */
   deleteOrphansOnInit?: boolean;
 }
@@ -81,6 +84,27 @@ interface Handle {
   ino: bigint;
   flags: number;
 }
+
+/** Kernel notifications the cluster layer needs (the FUSE session's). */
+export interface KernelNotifier {
+  notifyInvalInode(nodeid: number, off: number, len: number): Promise<void>;
+  notifyInvalEntry(parent: number, name: string): Promise<void>;
+}
+
+/** Options of one operation run (`ScoutfsFuse.run`). */
+interface RunOpts {
+  /** Wait for the store's admission first (a mutating operation). */
+  admit?: boolean;
+  /** The operation removes things (admission keeps a last reserve for it). */
+  freeing?: boolean;
+  /** Take the global rename lock too. */
+  rename?: boolean;
+  /** Called once before the operation first waits (arguments viewing the request buffer are copied). */
+  beforeWait?: () => void;
+}
+
+/** How long a lock invalidation waits for the kernel to drop its caches (see kernelInvalidate). */
+export const KERNEL_INVAL_WAIT_MS = 200;
 
 const DT_TO_MODE: Record<number, number> = {
   [DT_FIFO]: 0o010000,
@@ -134,19 +158,31 @@ export function fsEnsureRoot(store: ItemStore, mode = 0o755, uid = 0, gid = 0): 
 }
 
 export class ScoutfsFuse implements Filesystem {
+  /** The store as operations see it: every item access checked against the operation's locks when clustered. */
+  readonly store: ItemStore;
+  readonly locks: FsLocks;
+  /** The lock session of the operation running now (clustered only). */
+  private cur: FsLockSession | null = null;
+  private curWrite = false;
+  /** Names the kernel may cache, per child inode (clustered only): dropped when a lock goes. */
+  private readonly kernelNames = new Map<bigint, { parent: bigint; name: string }[]>();
+  /** Set once mounted: how lock invalidations reach the kernel's caches. */
+  notifier: KernelNotifier | null = null;
   private readonly refs = new Map<bigint, Refs>();
   private readonly handles = new Map<number, Handle>();
   private nextFh = 1;
   readonly entryTimeout: number;
   readonly attrTimeout: number;
-  private readonly statfsFn: (() => StatfsReply) | undefined;
+  private readonly statfsFn: (() => StatfsReply | Promise<StatfsReply>) | undefined;
   private readonly deleteOrphansOnInit: boolean;
-  counters = { deletedInodes: 0, transactions: 0, holdWaits: 0 };
+  counters = { deletedInodes: 0, transactions: 0, holdWaits: 0, lockRetries: 0, lockWaits: 0, kernelInvalidations: 0 };
 
   constructor(
-    readonly store: ItemStore,
+    readonly baseStore: ItemStore,
     opts: ScoutfsFuseOptions = {},
   ) {
+    this.locks = opts.locks ?? NO_LOCKS;
+    this.store = this.locks.clustered ? lockCheckedStore(baseStore, () => this.cur, () => this.curWrite) : baseStore;
     this.entryTimeout = opts.entryTimeout ?? 1;
     this.attrTimeout = opts.attrTimeout ?? 1;
     this.statfsFn = opts.statfs;
@@ -171,10 +207,20 @@ export class ScoutfsFuse implements Filesystem {
     return r !== undefined && (r.nlookup > 0 || r.opens > 0);
   }
 
-  /** Delete `ino` if it has no names and the kernel has let go of it. */
-  private maybeDelete(ino: bigint): void {
+  /**
+   * Delete `ino` if it has no names and the kernel has let go of it. Inside an operation's lock
+   * session it runs at once; outside one (forget, release) under its own session, perhaps later.
+   */
+  private maybeDelete(ino: bigint): void | Promise<void> {
     if (this.inUse(ino) || ino === ROOT_INO) return;
     this.refs.delete(ino);
+    this.kernelNames.delete(ino);
+    if (!this.locks.clustered || this.cur !== null) return this.deleteNow(ino);
+    return this.locked([ino], true, () => this.deleteNow(ino));
+  }
+
+  private deleteNow(ino: bigint): void {
+    if (this.inUse(ino)) return;
     if (!orphanExists(this.store.reader, ino)) return;
     const i = inodeLoad(this.store.reader, ino, this.store.fmtVers);
     if (i !== null && i.v.nlink > 0) return;
@@ -203,9 +249,10 @@ export class ScoutfsFuse implements Filesystem {
     };
   }
 
-  /** An Entry reply for `i`, counting one kernel reference. */
-  private entry(i: FsInode): Entry {
+  /** An Entry reply for `i` (named `name` in `parent`, when known), counting one kernel reference. */
+  private entry(i: FsInode, parent?: bigint, name?: string): Entry {
     this.ref(i.ino).nlookup++;
+    if (parent !== undefined && name !== undefined) this.noteName(i.ino, parent, name);
     return { nodeid: toNodeid(i.ino), generation: 0, attr: this.attrOf(i), entryTimeout: this.entryTimeout, attrTimeout: this.attrTimeout };
   }
 
@@ -217,18 +264,113 @@ export class ScoutfsFuse implements Filesystem {
    * Run a mutating operation once the store admits a transaction (ItemStore.hold): at once
    * normally; after the commit that makes room when the dirty items could not otherwise be
    * written; ENOSPC when the metadata device is full. Arguments that view the request buffer
-   * must be copied before calling this (it is reused while we wait).
+   * must be copied before calling this (it is reused while we wait), or in `beforeWait`.
    */
-  private held<T>(fn: () => T, freeing = false): T | Promise<T> {
+  private held<T>(fn: () => T | Promise<T>, freeing = false, beforeWait?: () => void): T | Promise<T> {
     const wait = fuseCall(() => this.store.hold?.(freeing) ?? null);
     if (wait === null) return fn();
     this.counters.holdWaits++;
+    beforeWait?.();
     return wait.then(
       () => this.held(fn, freeing),
       (e: unknown) => {
         throw toFuseError(e);
       },
     );
+  }
+
+  /**
+   * Run one operation: admission first when it changes things (`admit`), then its lock session
+   * (src/fs/locks.ts), then `fn` synchronously inside the session.
+   */
+  private run<T>(inos: bigint[], write: boolean, fn: () => T, o: RunOpts = {}): T | Promise<T> {
+    if (o.admit) return this.held(() => this.locked(inos, write, fn, o.rename ?? false, o.beforeWait), o.freeing ?? false, o.beforeWait);
+    return this.locked(inos, write, fn, o.rename ?? false, o.beforeWait);
+  }
+
+  /**
+   * Run `fn` holding the group locks of `inos` (READ, or WRITE when `write`). An item of another
+   * group that cannot be taken without waiting (NeedLocks) rolls the attempt back and runs `fn`
+   * again with that group added to the ordered set. Inside a session already: `fn` joins it.
+   */
+  private locked<T>(inos: bigint[], write: boolean, fn: () => T, rename = false, beforeWait?: () => void): T | Promise<T> {
+    if (!this.locks.clustered || this.cur !== null) return fn();
+    let s: FsLockSession | Promise<FsLockSession>;
+    try {
+      s = this.locks.begin(inos, write, rename);
+    } catch (e) {
+      throw toFuseError(e);
+    }
+    if (s instanceof Promise) {
+      this.counters.lockWaits++;
+      beforeWait?.();
+      return s.then(
+        (s) => this.runIn(s, inos, write, fn, rename),
+        (e: unknown) => {
+          throw toFuseError(e);
+        },
+      );
+    }
+    return this.runIn(s, inos, write, fn, rename, beforeWait);
+  }
+
+  private runIn<T>(s: FsLockSession, inos: bigint[], write: boolean, fn: () => T, rename: boolean, beforeWait?: () => void): T | Promise<T> {
+    let need: NeedLocks;
+    this.cur = s;
+    this.curWrite = write;
+    try {
+      return fn();
+    } catch (e) {
+      if (!(e instanceof NeedLocks)) throw e;
+      need = e;
+    } finally {
+      this.cur = null;
+      this.curWrite = false;
+      s.release();
+    }
+    this.counters.lockRetries++;
+    return this.locked([...inos, need.ino], write || need.write, fn, rename, beforeWait);
+  }
+
+  /** Remember that the kernel may cache `name` in `parent` for `ino` (clustered only). */
+  private noteName(ino: bigint, parent: bigint, name: string): void {
+    if (!this.locks.clustered) return;
+    let l = this.kernelNames.get(ino);
+    if (l === undefined) this.kernelNames.set(ino, (l = []));
+    for (const n of l) if (n.parent === parent && n.name === name) return;
+    l.push({ parent, name });
+  }
+
+  /**
+   * The lock covering inodes [first, last] is being given up: the kernel must stop serving its
+   * cached attributes, pages and names there (FUSE inval_inode, inval_entry). Notifications are
+   * written off the event loop; the kernel may have to wait for a request of ours that is itself
+   * waiting for this very lock (inval_entry takes the directory's i_rwsem, inval_inode the page
+   * locks a READ or WRITE in flight holds), so we wait for them at most KERNEL_INVAL_WAIT_MS and
+   * then let the invalidation finish: such a request rereads under its new grant anyway.
+   */
+  async kernelInvalidate(first: bigint, last: bigint): Promise<void> {
+    const n = this.notifier;
+    if (n === null) return;
+    const ps: Promise<void>[] = [];
+    const quiet = (p: Promise<void>) => ps.push(p.catch(() => {}));
+    if (ROOT_INO >= first && ROOT_INO <= last) quiet(n.notifyInvalInode(toNodeid(ROOT_INO), 0, 0));
+    for (const [ino, r] of this.refs) {
+      if (ino >= first && ino <= last && ino !== ROOT_INO && (r.nlookup > 0 || r.opens > 0)) quiet(n.notifyInvalInode(toNodeid(ino), 0, 0));
+    }
+    for (const [ino, names] of this.kernelNames) {
+      for (let k = 0; k < names.length; ) {
+        const nm = names[k]!;
+        if (nm.parent >= first && nm.parent <= last) {
+          quiet(n.notifyInvalEntry(toNodeid(nm.parent), nm.name));
+          names.splice(k, 1);
+        } else k++;
+      }
+      if (names.length === 0) this.kernelNames.delete(ino);
+    }
+    if (ps.length === 0) return;
+    this.counters.kernelInvalidations += ps.length;
+    await Promise.race([Promise.all(ps), Bun.sleep(KERNEL_INVAL_WAIT_MS)]);
   }
 
   private tx<T>(fn: (tx: import("./trans.ts").Tx, now: FsTime) => T): T {
@@ -243,20 +385,34 @@ export class ScoutfsFuse implements Filesystem {
     return fh;
   }
 
-  private dropHandle(fh: number): void {
+  private dropHandle(fh: number): void | Promise<void> {
     const h = this.handles.get(fh);
     if (h === undefined) throw new FuseError("EBADF");
     this.handles.delete(fh);
     const r = this.refs.get(h.ino);
     if (r !== undefined) r.opens = Math.max(0, r.opens - 1);
-    fuseCall(() => this.maybeDelete(h.ino));
+    return fuseCall(() => this.maybeDelete(h.ino));
   }
 
   // ------------------------------------------------------------------------------------------
   // Lifecycle.
 
-  init(): void {
-    if (this.deleteOrphansOnInit) fuseCall(() => orphanScan(this.store, (ino) => this.inUse(ino)));
+  async init(): Promise<void> {
+    if (!this.deleteOrphansOnInit) return;
+    if (!this.locks.clustered) {
+      fuseCall(() => orphanScan(this.store, (ino) => this.inUse(ino)));
+      return;
+    }
+    // orphan items are outside the inode groups: list them, then delete each under its lock
+    for (const ino of orphanList(this.store.reader)) {
+      if (this.inUse(ino)) continue;
+      await this.locked([ino], true, () => {
+        if (orphanExists(this.store.reader, ino)) {
+          inodeDelete(this.store, ino);
+          this.counters.deletedInodes++;
+        }
+      });
+    }
   }
 
   destroy(): Promise<void> {
@@ -266,8 +422,8 @@ export class ScoutfsFuse implements Filesystem {
   // ------------------------------------------------------------------------------------------
   // Names.
 
-  lookup(_ctx: RequestContext, parent: number, name: string): Entry {
-    return fuseCall(() => {
+  lookup(_ctx: RequestContext, parent: number, name: string): Entry | Promise<Entry> {
+    return this.run([toIno(parent)], false, () => fuseCall(() => {
       const r = this.store.reader;
       const dir = this.load(parent);
       if (!isDir(dir.v.mode)) fsFail("ENOTDIR", "lookup in a non-directory");
@@ -279,8 +435,9 @@ export class ScoutfsFuse implements Filesystem {
         if (ent === null) throw ENOENT_NAME;
         ino = ent.ino;
       }
-      return this.entry(inodeGet(r, ino, this.store.fmtVers));
-    });
+      const i = inodeGet(r, ino, this.store.fmtVers);
+      return name === "." || name === ".." ? this.entry(i) : this.entry(i, dir.ino, name);
+    }));
   }
 
   forget(nodeid: number, nlookup: number): void {
@@ -288,20 +445,24 @@ export class ScoutfsFuse implements Filesystem {
     const r = this.refs.get(ino);
     if (r === undefined) return;
     r.nlookup = Math.max(0, r.nlookup - nlookup);
-    try {
-      this.maybeDelete(ino);
-    } catch (e) {
+    const failed = (e: unknown) => {
       // forget has no reply: the orphan item stays and a later scan retries.
       process.stderr.write(`scoutfs: deleting inode ${ino} failed: ${(e as Error).message}\n`);
+    };
+    try {
+      const p = this.maybeDelete(ino);
+      if (p instanceof Promise) p.catch(failed);
+    } catch (e) {
+      failed(e);
     }
   }
 
-  getattr(_ctx: RequestContext, nodeid: number): AttrReply {
-    return fuseCall(() => ({ attr: this.attrOf(this.load(nodeid)), attrTimeout: this.attrTimeout }));
+  getattr(_ctx: RequestContext, nodeid: number): AttrReply | Promise<AttrReply> {
+    return this.run([toIno(nodeid)], false, () => fuseCall(() => ({ attr: this.attrOf(this.load(nodeid)), attrTimeout: this.attrTimeout })));
   }
 
   setattr(_ctx: RequestContext, nodeid: number, set: SetattrRequest): AttrReply | Promise<AttrReply> {
-    return this.held(() => {
+    return this.run([toIno(nodeid)], true, () => {
       const i = this.tx((tx, now) => {
         const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
         const v = set.valid;
@@ -327,74 +488,80 @@ export class ScoutfsFuse implements Filesystem {
         return i;
       });
       return { attr: this.attrOf(i), attrTimeout: this.attrTimeout };
-    });
+    }, { admit: true });
   }
 
-  readlink(_ctx: RequestContext, nodeid: number): string {
-    return fuseCall(() => {
+  readlink(_ctx: RequestContext, nodeid: number): string | Promise<string> {
+    return this.run([toIno(nodeid)], false, () => fuseCall(() => {
       const i = this.load(nodeid);
       if (!isLnk(i.v.mode)) fsFail("EINVAL", "readlink of a non-symlink");
       return latin1(symlinkRead(this.store.reader, i.ino, i.v.size));
-    });
+    }));
   }
 
-  private create1(ctx: RequestContext, parent: number, name: string | null, mode: number, rdev: number, umask: number, target?: string): FsInode {
-    return this.tx((tx, now) =>
-      dirCreate(
-        tx,
-        toIno(parent),
-        name === null ? null : bytes(name),
-        { mode, rdev, uid: ctx.uid, gid: ctx.gid, umask, target: target === undefined ? undefined : bytes(target), tmpfile: name === null },
-        now,
-      ),
-    );
+  /**
+   * Make a new inode in `parent` (named, or a tmpfile) and reply with its entry. Its number is
+   * allocated first and kept across lock retries, so its group lock is taken with the parent's.
+   */
+  private createOp<T>(ctx: RequestContext, parent: number, name: string | null, mode: number, rdev: number, umask: number, target: string | undefined, reply: (i: FsInode) => T): T | Promise<T> {
+    let ino: bigint | null = null;
+    const dirIno = toIno(parent);
+    return this.run([dirIno], true, () => {
+      if (ino === null) ino = fuseCall(() => this.store.allocIno());
+      const newIno = ino;
+      const i = this.tx((tx, now) =>
+        dirCreate(
+          tx,
+          dirIno,
+          name === null ? null : bytes(name),
+          { mode, rdev, uid: ctx.uid, gid: ctx.gid, umask, target: target === undefined ? undefined : bytes(target), tmpfile: name === null, ino: newIno },
+          now,
+        ),
+      );
+      return reply(i);
+    }, { admit: true });
   }
 
   symlink(ctx: RequestContext, parent: number, name: string, target: string): Entry | Promise<Entry> {
-    return this.held(() => {
-      return this.entry(this.create1(ctx, parent, name, S_IFLNK | 0o777, 0, 0, target));
-    });
+    return this.createOp(ctx, parent, name, S_IFLNK | 0o777, 0, 0, target, (i) => this.entry(i, toIno(parent), name));
   }
 
   mknod(ctx: RequestContext, parent: number, name: string, mode: number, rdev: number, umask: number): Entry | Promise<Entry> {
-    return this.held(() => {
-      if ((mode & S_IFMT) === 0) mode |= S_IFREG;
-      if (isDir(mode) || isLnk(mode)) throw new FuseError("EINVAL");
-      return this.entry(this.create1(ctx, parent, name, mode, rdev, umask));
-    });
+    if ((mode & S_IFMT) === 0) mode |= S_IFREG;
+    if (isDir(mode) || isLnk(mode)) throw new FuseError("EINVAL");
+    return this.createOp(ctx, parent, name, mode, rdev, umask, undefined, (i) => this.entry(i, toIno(parent), name));
   }
 
   mkdir(ctx: RequestContext, parent: number, name: string, mode: number, umask: number): Entry | Promise<Entry> {
-    return this.held(() => {
-      return this.entry(this.create1(ctx, parent, name, S_IFDIR | (mode & 0o7777), 0, umask));
-    });
+    return this.createOp(ctx, parent, name, S_IFDIR | (mode & 0o7777), 0, umask, undefined, (i) => this.entry(i, toIno(parent), name));
   }
 
   unlink(_ctx: RequestContext, parent: number, name: string): void | Promise<void> {
-    return this.held(() => {
+    return this.run([toIno(parent)], true, () => {
       const i = this.tx((tx, now) => dirUnlink(tx, toIno(parent), bytes(name), false, now));
-      fuseCall(() => this.maybeDelete(i.ino));
-    }, true);
+      void fuseCall(() => this.maybeDelete(i.ino));
+    }, { admit: true, freeing: true });
   }
 
   rmdir(_ctx: RequestContext, parent: number, name: string): void | Promise<void> {
-    return this.held(() => {
+    return this.run([toIno(parent)], true, () => {
       const i = this.tx((tx, now) => dirUnlink(tx, toIno(parent), bytes(name), true, now));
-      fuseCall(() => this.maybeDelete(i.ino));
-    }, true);
+      void fuseCall(() => this.maybeDelete(i.ino));
+    }, { admit: true, freeing: true });
   }
 
   rename(_ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): void | Promise<void> {
-    return this.held(() => {
+    // renames between directories serialize on the global rename lock (ancestry checks)
+    return this.run([toIno(parent), toIno(newParent)], true, () => {
       const r = this.tx((tx, now) => dirRename(tx, toIno(parent), bytes(name), toIno(newParent), bytes(newName), flags, now));
-      if (r.replaced !== null) fuseCall(() => this.maybeDelete(r.replaced!.ino));
-    });
+      if (r.replaced !== null) void fuseCall(() => this.maybeDelete(r.replaced!.ino));
+    }, { admit: true, rename: parent !== newParent });
   }
 
   link(_ctx: RequestContext, nodeid: number, newParent: number, newName: string): Entry | Promise<Entry> {
-    return this.held(() => {
-      return this.entry(this.tx((tx, now) => dirLink(tx, toIno(nodeid), toIno(newParent), bytes(newName), now)));
-    });
+    return this.run([toIno(nodeid), toIno(newParent)], true, () => {
+      return this.entry(this.tx((tx, now) => dirLink(tx, toIno(nodeid), toIno(newParent), bytes(newName), now)), toIno(newParent), newName);
+    }, { admit: true });
   }
 
   // ------------------------------------------------------------------------------------------
@@ -402,71 +569,65 @@ export class ScoutfsFuse implements Filesystem {
 
   open(_ctx: RequestContext, nodeid: number, flags: number): OpenReply | Promise<OpenReply> {
     const ino = toIno(nodeid);
-    const i = fuseCall(() => this.load(nodeid));
-    if (isDir(i.v.mode)) throw new FuseError("EISDIR");
-    if (flags & O_TRUNC && (flags & O_ACCMODE) !== 0 && isReg(i.v.mode) && i.v.size !== 0n) {
-      // only a truncating open changes anything: only it waits for the store's admission
-      return this.held(() => {
+    const truncating = (flags & O_TRUNC) !== 0 && (flags & O_ACCMODE) !== 0;
+    // only a truncating open may change anything: only it waits for admission and a write lock
+    return this.run([ino], truncating, () => {
+      const i = fuseCall(() => this.load(nodeid));
+      if (isDir(i.v.mode)) throw new FuseError("EISDIR");
+      if (truncating && isReg(i.v.mode) && i.v.size !== 0n) {
         this.tx((tx, now) => {
           const t = inodeGet(tx.w, ino, tx.fmtVers);
           dataTruncate(tx, t, 0, now);
           inodeSave(tx, t, { data: true });
         });
-        return { fh: this.newHandle(ino, flags), openFlags: 0 };
-      });
-    }
-    return { fh: this.newHandle(ino, flags), openFlags: 0 };
+      }
+      return { fh: this.newHandle(ino, flags), openFlags: 0 };
+    }, { admit: truncating });
   }
 
-
   create(ctx: RequestContext, parent: number, name: string, mode: number, umask: number, flags: number): CreateReply | Promise<CreateReply> {
-    return this.held(() => {
-      const i = this.create1(ctx, parent, name, S_IFREG | (mode & 0o7777), 0, umask);
-      return { entry: this.entry(i), open: { fh: this.newHandle(i.ino, flags), openFlags: 0 } };
-    });
+    return this.createOp(ctx, parent, name, S_IFREG | (mode & 0o7777), 0, umask, undefined, (i) => ({
+      entry: this.entry(i, toIno(parent), name),
+      open: { fh: this.newHandle(i.ino, flags), openFlags: 0 },
+    }));
   }
 
   tmpfile(ctx: RequestContext, parent: number, mode: number, umask: number, flags: number): CreateReply | Promise<CreateReply> {
-    return this.held(() => {
-      const i = this.create1(ctx, parent, null, S_IFREG | (mode & 0o7777), 0, umask);
-      return { entry: this.entry(i), open: { fh: this.newHandle(i.ino, flags), openFlags: 0 } };
-    });
+    return this.createOp(ctx, parent, null, S_IFREG | (mode & 0o7777), 0, umask, undefined, (i) => ({
+      entry: this.entry(i),
+      open: { fh: this.newHandle(i.ino, flags), openFlags: 0 },
+    }));
   }
 
-  read(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, size: number): Uint8Array {
-    return fuseCall(() => {
+  read(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, size: number): Uint8Array | Promise<Uint8Array> {
+    return this.run([toIno(nodeid)], false, () => fuseCall(() => {
       const i = this.load(nodeid);
       if (isDir(i.v.mode)) fsFail("EISDIR", "read of a directory");
       return dataRead({ w: this.store.reader, store: this.store }, i, offset, size);
-    });
+    }));
   }
 
-  write(ctx: RequestContext, nodeid: number, fh: number, offset: number, data: Uint8Array): number | Promise<number> {
-    const wait = fuseCall(() => this.store.hold?.() ?? null);
-    if (wait !== null) {
-      // `data` views the request buffer, reused while we wait
-      const copy = new Uint8Array(data);
-      this.counters.holdWaits++;
-      return wait.then(
-        () => this.write(ctx, nodeid, fh, offset, copy),
-        (e: unknown) => {
-          throw toFuseError(e);
-        },
-      );
-    }
-    return this.tx((tx, now) => {
+  write(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, data: Uint8Array): number | Promise<number> {
+    let buf = data;
+    return this.run([toIno(nodeid)], true, () => this.tx((tx, now) => {
       const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
       if (isDir(i.v.mode)) fsFail("EISDIR", "write to a directory");
-      const n = dataWrite(tx, i, offset, data, now);
+      const n = dataWrite(tx, i, offset, buf, now);
       inodeSave(tx, i, { data: true });
       return n;
+    }), {
+      admit: true,
+      // `data` views the request buffer, reused while we wait
+      beforeWait: () => {
+        if (buf === data) buf = new Uint8Array(data);
+      },
     });
   }
 
   flush(): void {}
 
-  release(_ctx: RequestContext, _nodeid: number, fh: number, _flags?: number, _releaseFlags?: number, _lockOwner?: bigint): void {
-    this.dropHandle(fh);
+  release(_ctx: RequestContext, _nodeid: number, fh: number, _flags?: number, _releaseFlags?: number, _lockOwner?: bigint): void | Promise<void> {
+    return this.dropHandle(fh);
   }
 
   async fsync(): Promise<void> {
@@ -474,19 +635,19 @@ export class ScoutfsFuse implements Filesystem {
   }
 
   fallocate(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, length: number, mode: number): void | Promise<void> {
-    return this.held(() => {
+    return this.run([toIno(nodeid)], true, () => {
       this.tx((tx, now) => {
         const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
         if (!isReg(i.v.mode)) fsFail(isDir(i.v.mode) ? "EISDIR" : "ENODEV", "fallocate of a non-file");
         const changed = dataFallocate(tx, i, offset, length, mode, now);
         inodeSave(tx, i, { data: changed });
       });
-    });
+    }, { admit: true });
   }
 
-  lseek(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, whence: number): number {
+  lseek(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, whence: number): number | Promise<number> {
     if (whence !== SEEK_DATA && whence !== SEEK_HOLE) throw new FuseError("EINVAL");
-    return fuseCall(() => dataSeek(this.store.reader, this.load(nodeid), offset, whence));
+    return this.run([toIno(nodeid)], false, () => fuseCall(() => dataSeek(this.store.reader, this.load(nodeid), offset, whence)));
   }
 
   copyFileRange(
@@ -501,7 +662,7 @@ export class ScoutfsFuse implements Filesystem {
     flags: number,
   ): number | Promise<number> {
     if (flags !== 0) throw new FuseError("EINVAL");
-    return this.held(() => this.tx((tx, now) => {
+    return this.run([toIno(nodeIn), toIno(nodeOut)], true, () => this.tx((tx, now) => {
       const src = inodeGet(tx.w, toIno(nodeIn), tx.fmtVers);
       const dst = nodeOut === nodeIn ? src : inodeGet(tx.w, toIno(nodeOut), tx.fmtVers);
       if (isDir(src.v.mode) || isDir(dst.v.mode)) fsFail("EISDIR", "copy of a directory");
@@ -511,21 +672,23 @@ export class ScoutfsFuse implements Filesystem {
       const n = dataWrite(tx, dst, offOut, data, now);
       inodeSave(tx, dst, { data: true });
       return n;
-    }));
+    }), { admit: true });
   }
 
-  statfs(): StatfsReply {
+  statfs(): StatfsReply | Promise<StatfsReply> {
     if (this.statfsFn) return this.statfsFn();
     const blocks = 2 ** 32;
     return { blocks, bfree: blocks, bavail: blocks, files: 2 ** 32, ffree: 2 ** 32, bsize: BLOCK_BYTES, namelen: 255, frsize: BLOCK_BYTES };
   }
 
-  access(ctx: RequestContext, nodeid: number, mask: number): void {
-    const i = fuseCall(() => this.load(nodeid));
-    if (ctx.uid === 0 || mask === 0) return;
-    const m = i.v.mode;
-    const bits = ctx.uid === i.v.uid ? (m >> 6) & 7 : ctx.gid === i.v.gid ? (m >> 3) & 7 : m & 7;
-    if ((bits & mask) !== mask) throw new FuseError("EACCES");
+  access(ctx: RequestContext, nodeid: number, mask: number): void | Promise<void> {
+    return this.run([toIno(nodeid)], false, () => {
+      const i = fuseCall(() => this.load(nodeid));
+      if (ctx.uid === 0 || mask === 0) return;
+      const m = i.v.mode;
+      const bits = ctx.uid === i.v.uid ? (m >> 6) & 7 : ctx.gid === i.v.gid ? (m >> 3) & 7 : m & 7;
+      if ((bits & mask) !== mask) throw new FuseError("EACCES");
+    });
   }
 
   // ------------------------------------------------------------------------------------------
@@ -534,60 +697,66 @@ export class ScoutfsFuse implements Filesystem {
   setxattr(ctx: RequestContext, nodeid: number, name: string, value: Uint8Array, flags: number): void | Promise<void> {
     // A copy: `value` views the request buffer, which is reused (Buffer#slice would be a view too).
     const copy = new Uint8Array(value);
-    return this.held(() =>
+    return this.run([toIno(nodeid)], true, () =>
       this.tx((tx, now) => {
         const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
         xattrSet(tx, i, name, copy, flags, { uid: ctx.uid }, now);
         inodeSave(tx, i);
       }),
-    );
+    { admit: true });
   }
 
-  getxattr(_ctx: RequestContext, nodeid: number, name: string): Uint8Array {
-    return fuseCall(() => {
+  getxattr(_ctx: RequestContext, nodeid: number, name: string): Uint8Array | Promise<Uint8Array> {
+    return this.run([toIno(nodeid)], false, () => fuseCall(() => {
       const v = xattrGet(this.store.reader, toIno(nodeid), name);
       if (v === null) throw ENODATA_XATTR;
       return v;
-    });
+    }));
   }
 
-  listxattr(_ctx: RequestContext, nodeid: number): string[] {
-    return fuseCall(() => xattrList(this.store.reader, this.load(nodeid).ino));
+  listxattr(_ctx: RequestContext, nodeid: number): string[] | Promise<string[]> {
+    return this.run([toIno(nodeid)], false, () => fuseCall(() => xattrList(this.store.reader, this.load(nodeid).ino)));
   }
 
   removexattr(ctx: RequestContext, nodeid: number, name: string): void | Promise<void> {
-    return this.held(() => {
+    return this.run([toIno(nodeid)], true, () => {
       this.tx((tx, now) => {
         const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
         xattrSet(tx, i, name, null, 0, { uid: ctx.uid }, now);
         inodeSave(tx, i);
       });
-    }, true);
+    }, { admit: true, freeing: true });
   }
 
   // ------------------------------------------------------------------------------------------
   // Directories.
 
-  opendir(_ctx: RequestContext, nodeid: number, flags: number): OpenReply {
-    const i = fuseCall(() => this.load(nodeid));
-    if (!isDir(i.v.mode)) throw new FuseError("ENOTDIR");
-    return { fh: this.newHandle(i.ino, flags), openFlags: 0 };
+  opendir(_ctx: RequestContext, nodeid: number, flags: number): OpenReply | Promise<OpenReply> {
+    return this.run([toIno(nodeid)], false, () => {
+      const i = fuseCall(() => this.load(nodeid));
+      if (!isDir(i.v.mode)) throw new FuseError("ENOTDIR");
+      return { fh: this.newHandle(i.ino, flags), openFlags: 0 };
+    });
   }
 
   /**
    * Offsets: "." is followed by offset 1, ".." by 2 (DIRENT_FIRST_POS); an entry at readdir pos
    * p by p + 1, so resuming at an offset resumes at the next position, as scoutfs's f_pos does.
    */
-  readdir(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, sink: DirentSink): void {
+  readdir(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, sink: DirentSink): void | Promise<void> {
+    return this.run([toIno(nodeid)], false, () => this.readdirLocked(nodeid, offset, sink));
+  }
+
+  private readdirLocked(nodeid: number, offset: number, sink: DirentSink): void {
     fuseCall(() => {
       const r = this.store.reader;
       const dir = this.load(nodeid);
       if (!isDir(dir.v.mode)) fsFail("ENOTDIR", "readdir of a non-directory");
-      if (offset === 0 && !this.addDirent(sink, ".", dir, 1, false)) return;
-      if (offset <= 1) {
-        const p = dirParentIno(r, dir.ino) || dir.ino;
-        if (!this.addDirent(sink, "..", inodeGet(r, p, this.store.fmtVers), 2, false)) return;
-      }
+      // everything that may need another lock (NeedLocks restarts the operation) is read before
+      // the first entry goes into the reply
+      const parent = offset <= 1 ? inodeGet(r, dirParentIno(r, dir.ino) || dir.ino, this.store.fmtVers) : null;
+      if (offset === 0 && !this.addDirent(sink, ".", dir, 1, false, dir.ino)) return;
+      if (parent !== null && !this.addDirent(sink, "..", parent, 2, false, dir.ino)) return;
       dirReaddir(r, dir.ino, BigInt(Math.max(offset, 2)), (d) => {
         const next = Number(d.pos + 1n);
         if (!sink.plus) return sink.add(latin1(d.name), toNodeid(d.ino), DT_TO_MODE[d.type] ?? 0, next);
@@ -595,27 +764,31 @@ export class ScoutfsFuse implements Filesystem {
         try {
           i = inodeLoad(r, d.ino, this.store.fmtVers);
         } catch (e) {
-          // an unreadable inode (EIO: a corrupt block) still has its name listed, without
-          // attributes (node id 0); a lookup of it answers the error
-          if (!(e instanceof ScoutfsError) || e.code !== "EIO") throw e;
+          // an unreadable inode (EIO: a corrupt block), or one whose group lock this mount would
+          // have to wait for, still has its name listed, without attributes (node id 0): a
+          // lookup of it answers the error or takes the lock
+          if (!(e instanceof NeedLocks) && (!(e instanceof ScoutfsError) || e.code !== "EIO")) throw e;
           return sink.add(latin1(d.name), toNodeid(d.ino), DT_TO_MODE[d.type] ?? 0, next);
         }
         if (i === null) return true;
-        return this.addDirent(sink, latin1(d.name), i, next, true);
+        return this.addDirent(sink, latin1(d.name), i, next, true, dir.ino);
       });
     });
   }
 
-  private addDirent(sink: DirentSink, name: string, i: FsInode, next: number, counts: boolean): boolean {
+  private addDirent(sink: DirentSink, name: string, i: FsInode, next: number, counts: boolean, parent: bigint): boolean {
     if (!sink.plus) return sink.add(name, toNodeid(i.ino), i.v.mode, next);
     const e: Entry = { nodeid: toNodeid(i.ino), generation: 0, attr: this.attrOf(i), entryTimeout: this.entryTimeout, attrTimeout: this.attrTimeout };
     const ok = sink.add(name, toNodeid(i.ino), i.v.mode, next, e);
-    if (ok && counts) this.ref(i.ino).nlookup++;
+    if (ok && counts) {
+      this.ref(i.ino).nlookup++;
+      this.noteName(i.ino, parent, name);
+    }
     return ok;
   }
 
-  releasedir(_ctx: RequestContext, _nodeid: number, fh: number): void {
-    this.dropHandle(fh);
+  releasedir(_ctx: RequestContext, _nodeid: number, fh: number): void | Promise<void> {
+    return this.dropHandle(fh);
   }
 
   async fsyncdir(): Promise<void> {

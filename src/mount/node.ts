@@ -14,11 +14,13 @@
  * There is no special single-node mode: the elected leader starts the server role in this
  * process, and the mount itself is a client of that server over TCP on the slot's address (its
  * items go into its own log tree, committed through the server, merged into fs_root by it).
- * A node that is not elected (another node serves the volume) would join as a client of that
- * server; until the client lock cache keeps several mounts' caches coherent, it refuses with a
- * clear message rather than serve stale data. Losing leadership while mounted (a partition, a
- * newer term) stops all writes at once: the node unmounts and exits non-zero, as a fenced mount
- * would.
+ * A node that is not elected while another node serves the volume joins as a client of that
+ * server (a follower); if the leader goes away, its quorum agent may be elected and start the
+ * server here, and the mount's connection follows the quorum blocks to it. Every mount, leader
+ * or follower, serves FUSE under cluster locks (mount-locks.ts): the kernel caches only what
+ * this node holds a lock for, and drops it when the lock is given up. Losing leadership while
+ * mounted (a partition, a newer term) stops all writes at once: the node unmounts and exits
+ * non-zero, as a fenced mount would.
  */
 import * as fs from "node:fs";
 import { Device } from "../block/device.ts";
@@ -37,16 +39,17 @@ import { parseMountOptions, type MountOptions } from "./options.ts";
 import { fenceMount, fencePreviousLeaders } from "./fencing.ts";
 import { randomRid } from "../client/client.ts";
 import { hex16 } from "../util/hex.ts";
+import { MountLocks } from "./mount-locks.ts";
 
 /** Commit dirty items at least this often (scoutfs commits every few seconds). */
 export const COMMIT_INTERVAL_MS = 2000;
 /** How long a busy quorum port is retried (a node that was just unmounted is releasing it). */
 const QUORUM_BIND_RETRY_MS = 5000;
 /**
- * Kernel cache lifetime of names and attributes. Safe while this node is the volume's only mount
- * (a second one is refused): every change goes through this kernel, which invalidates what it
- * changes. When nodes join as clients this must follow the cluster locks (FUSE inval notifications
- * when a lock is revoked). 60 s rather than 1 s saves the LOOKUP of names met earlier (docs/fs.md).
+ * Kernel cache lifetime of names and attributes. Changes made through this kernel are
+ * invalidated by it; changes made by other mounts reach it through the cluster locks (FUSE
+ * inval_inode/inval_entry when this node gives a lock up), so a long lifetime stays coherent.
+ * 60 s rather than 1 s saves the LOOKUP of names met earlier (docs/fs.md).
  */
 export const CACHE_TIMEOUT_S = 60;
 /** Kernel read-ahead (KiB): sequential reads reach us as 1 MiB READs instead of 128 KiB ones. */
@@ -208,48 +211,67 @@ export async function runNode(a: NodeArgs): Promise<number> {
     registry.unregister(rid);
   };
 
-  // wait to be elected: heartbeat timeout plus a few election rounds
+  // wait to be elected, or for another node to be: heartbeat timeout plus a few election rounds
   const waitMs = opts.quorumHeartbeatTimeoutMs + 4 * (C.QUORUM_ELECT_MIN_MS + C.QUORUM_ELECT_VAR_MS) + 1000;
-  let term: bigint;
+  let waiting = true;
+  const otherLeader = async (): Promise<null> => {
+    const until = performance.now() + waitMs;
+    while (waiting && performance.now() < until) {
+      const leader = findLeader(qdev, fsid, slots);
+      if (leader && leader.rid !== rid) return null;
+      await Bun.sleep(100);
+    }
+    if (!waiting) return null;
+    const need = slots.length < 3 ? 1 : Math.floor(slots.length / 2) + 1;
+    throw new ScoutfsError("EIO", `no quorum after ${waitMs} ms: ${need} of ${slots.length} quorum slots must be mounted to elect a leader`, "mount more of the volume's quorum slots");
+  };
   try {
-    term = await Promise.race([
-      electedP,
-      Bun.sleep(waitMs).then(() => {
-        const leader = findLeader(qdev, fsid, slots);
-        if (leader && leader.rid !== rid) {
-          throw new ScoutfsError(
-            "EBUSY",
-            `the volume is served by the mount rid ${hex16(leader.rid)} in quorum slot ${leader.slot} (term ${leader.term}); joining it as a client is not supported by this version yet`,
-            "unmount the other mount first",
-          );
-        }
-        const need = slots.length < 3 ? 1 : Math.floor(slots.length / 2) + 1;
-        throw new ScoutfsError("EIO", `no quorum after ${waitMs} ms: ${need} of ${slots.length} quorum slots must be mounted to elect a leader`, "mount more of the volume's quorum slots");
-      }),
-    ]);
+    await Promise.race([electedP, otherLeader()]);
   } catch (err) {
     await shutdownQuorum();
     throw err;
+  } finally {
+    waiting = false;
   }
 
-  const srv = server as Server | null;
-  if (srv === null) throw new ScoutfsError("EIO", "elected but the server is not running");
-  let s: ClientStore;
-  try {
-    s = await ClientStore.open({ metaPath: opts.metadevPath, dataPath: a.dataPath, commitIntervalMs: COMMIT_INTERVAL_MS, client: { rid, quorum: true } });
-  } catch (err) {
-    srv.close();
+  const stopServer = (): void => {
+    try {
+      (server as Server | null)?.close();
+    } catch (err) {
+      log(`stopping the server failed: ${(err as Error).message}`);
+    }
     server = null;
     serverState = "down";
+  };
+  const locks = new MountLocks(log);
+  let s: ClientStore;
+  try {
+    s = await ClientStore.open({
+      metaPath: opts.metadevPath,
+      dataPath: a.dataPath,
+      commitIntervalMs: COMMIT_INTERVAL_MS,
+      client: { rid, quorum: true, ...locks.clientHooks },
+    });
+  } catch (err) {
+    stopServer();
     await shutdownQuorum();
     throw err;
   }
+  const leaderHere = (server as Server | null) !== null;
   const fsImpl = new ScoutfsFuse(s, {
     entryTimeout: CACHE_TIMEOUT_S,
     attrTimeout: CACHE_TIMEOUT_S,
-    deleteOrphansOnInit: true,
-    statfs: () => statfsOf(srv, s.uncommittedDataBlocks),
+    locks: locks.fsLocks,
+    // Known gap: without scoutfs's open map a node cannot tell whether another mount still has
+    // an orphan open, so only the mount that starts as the leader scans orphans left by a crash.
+    deleteOrphansOnInit: leaderHere,
+    statfs: async () => {
+      const srv = server as Server | null;
+      if (srv !== null) return statfsOf(srv.statfs(), s.uncommittedDataBlocks);
+      return statfsOf(await s.client.statfs(), s.uncommittedDataBlocks);
+    },
   });
+  locks.attach(s, fsImpl);
   try {
     fuse = await fuseMount(fsImpl, a.mountpoint, {
       fsname: a.dataPath,
@@ -263,14 +285,14 @@ export async function runNode(a: NodeArgs): Promise<number> {
       log,
     });
   } catch (err) {
+    locks.shutdown("mount failed");
     await s.close().catch(() => {});
-    srv.close();
-    server = null;
-    serverState = "down";
+    stopServer();
     await shutdownQuorum();
     throw err;
   }
-  log(`mounted ${a.dataPath} (metadata ${opts.metadevPath}) at ${a.mountpoint}: fsid ${hex16(fsid)} rid ${hex16(rid)} term ${term}`);
+  fsImpl.notifier = fuse.session;
+  log(`mounted ${a.dataPath} (metadata ${opts.metadevPath}) at ${a.mountpoint}: fsid ${hex16(fsid)} rid ${hex16(rid)} ${leaderHere ? `leader in term ${electedTerm}` : "follower"}`);
   a.onReady?.({ rid, term: electedTerm, fsid });
 
   let signalled: NodeJS.Signals | null = null;
@@ -299,21 +321,15 @@ export async function runNode(a: NodeArgs): Promise<number> {
     log(`final commit failed: ${(err as Error).message}`);
     status = 1;
   }
-  try {
-    srv.close();
-  } catch (err) {
-    log(`stopping the server failed: ${(err as Error).message}`);
-  }
-  server = null;
-  serverState = "down";
+  locks.shutdown("unmounted");
+  stopServer();
   await shutdownQuorum();
   log(`unmounted ${a.mountpoint}${signalled ? ` on ${signalled}` : ""}`);
   return status;
 }
 
 /** statfs(2) numbers from the server's allocators: 4 KiB data blocks; inodes from free metadata. */
-export function statfsOf(srv: Server, uncommittedDataBlocks = 0n) {
-  const st = srv.statfs();
+export function statfsOf(st: ReturnType<Server["statfs"]>, uncommittedDataBlocks = 0n) {
   const blocks = Number(st.total_data_blocks - BigInt(C.DATA_DEV_START_BLKNO));
   // our own allocations since our last commit are not in the server's numbers yet
   const free = st.free_data_blocks - uncommittedDataBlocks;

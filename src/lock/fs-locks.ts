@@ -1,0 +1,121 @@
+/**
+ * FsLocks (src/fs/locks.ts) over the mount's lock cache: an operation's session holds inode
+ * group locks (and the rename lock) as LockCache handles.
+ *
+ * Ordering: `begin` takes the operation's locks in key order. Cached grants are taken
+ * synchronously; at the first lock that needs the server, the rest are awaited one by one in
+ * key order. A session may add a lock later (`cover`) only when the grant is cached — that never
+ * waits, so it cannot take part in a wait cycle; a lock that would have to wait makes the
+ * operation start over with it in its ordered set (NeedLocks).
+ */
+import { LOCK_READ, LOCK_WRITE, type LockCache, type LockHandle, inodeLockRange, renameLockRange } from "./lock.ts";
+import type { FsLockSession, FsLocks } from "../fs/locks.ts";
+import { fsKeyIno } from "../fs/locks.ts";
+import type { PackedKey } from "../format/key.ts";
+import { FS_ZONE, LOCK_INODE_GROUP_NR } from "../format/constants.ts";
+import { assert } from "../util/assert.ts";
+
+assert(LOCK_INODE_GROUP_NR >= 256 && LOCK_INODE_GROUP_NR <= 1 << 16, "inode groups are cut at key.first's last two bytes");
+
+/** The group of an FS-zone packed key, as a string key: zone and key.first with the low bits cleared. */
+function groupOfKey(key: PackedKey): string {
+  // key.first's last byte holds the low 8 bits; LOCK_INODE_GROUP_NR (1024) also clears 2 more
+  const b7 = key.charCodeAt(7) & ~((LOCK_INODE_GROUP_NR >> 8) - 1) & 0xff;
+  return key.slice(0, 7) + String.fromCharCode(b7);
+}
+
+interface Want {
+  start: PackedKey;
+  end: PackedKey;
+  mode: number;
+}
+
+class Session implements FsLockSession {
+  /** Groups held, by group key: the mode held. */
+  readonly groups = new Map<string, number>();
+  readonly handles: LockHandle[] = [];
+  private released = false;
+
+  constructor(private readonly cache: LockCache) {}
+
+  add(h: LockHandle, group: string | null): void {
+    this.handles.push(h);
+    if (group !== null) {
+      const had = this.groups.get(group);
+      if (had === undefined || h.mode === LOCK_WRITE) this.groups.set(group, h.mode);
+    }
+  }
+
+  cover(key: PackedKey, write: boolean): boolean {
+    const g = groupOfKey(key);
+    const m = this.groups.get(g);
+    if (m === LOCK_WRITE || (m === LOCK_READ && !write)) return true;
+    const r = inodeLockRange(fsKeyIno(key));
+    // a cached WRITE grant serves reads too; take it when we have it so a later write needs no retry
+    const h = this.cache.tryLock(r.start, r.end, LOCK_WRITE) ?? (write ? null : this.cache.tryLock(r.start, r.end, LOCK_READ));
+    if (h === null) return false;
+    this.add(h, g);
+    return true;
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    for (const h of this.handles) this.cache.unlock(h);
+  }
+}
+
+export class LockCacheFsLocks implements FsLocks {
+  readonly clustered = true;
+  readonly counters = { sessions: 0, waited: 0 };
+
+  constructor(private readonly cache: LockCache) {}
+
+  begin(inos: readonly bigint[], write: boolean, rename: boolean): FsLockSession | Promise<FsLockSession> {
+    this.counters.sessions++;
+    const mode = write ? LOCK_WRITE : LOCK_READ;
+    const wants: Want[] = [];
+    const seen = new Set<string>();
+    for (const ino of inos) {
+      const r = inodeLockRange(ino);
+      if (seen.has(r.start)) continue;
+      seen.add(r.start);
+      wants.push({ start: r.start, end: r.end, mode });
+    }
+    if (rename) {
+      const r = renameLockRange();
+      wants.push({ start: r.start, end: r.end, mode: LOCK_WRITE });
+    }
+    wants.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    const s = new Session(this.cache);
+    let i = 0;
+    try {
+      for (; i < wants.length; i++) {
+        const w = wants[i]!;
+        const h = this.cache.tryLock(w.start, w.end, w.mode);
+        if (h === null) break;
+        s.add(h, w.start.charCodeAt(0) === FS_ZONE ? groupOfKey(w.start) : null);
+      }
+    } catch (e) {
+      s.release();
+      throw e;
+    }
+    if (i === wants.length) return s;
+    this.counters.waited++;
+    return this.rest(s, wants, i);
+  }
+
+  private async rest(s: Session, wants: Want[], from: number): Promise<FsLockSession> {
+    try {
+      for (let i = from; i < wants.length; i++) {
+        const w = wants[i]!;
+        const h = await this.cache.lock(w.start, w.end, w.mode);
+        s.add(h, w.start.charCodeAt(0) === FS_ZONE ? groupOfKey(w.start) : null);
+      }
+      return s;
+    } catch (e) {
+      s.release();
+      throw e;
+    }
+  }
+}
