@@ -329,7 +329,24 @@ export class ClientStore implements ItemStore {
 
   /** Re-read fs_root and logs_root from the server. */
   async refreshRoots(): Promise<void> {
-    this.forest.setRoots(await this.client.getRoots());
+    await this.fetchRoots();
+  }
+
+  private rootsAsked = 0;
+  private rootsApplied = 0;
+
+  /**
+   * get_roots, applied only if no later-asked get_roots was applied first. Lock grants and
+   * commits ask concurrently; the server answers in order, so the answer to the later question
+   * is the newer state, and an older answer arriving last must not replace it (it could lack the
+   * tree our own commit just finalized, hiding our own items).
+   */
+  private async fetchRoots(): Promise<void> {
+    const ticket = ++this.rootsAsked;
+    const roots = await this.client.getRoots();
+    if (ticket < this.rootsApplied) return;
+    this.rootsApplied = ticket;
+    this.forest.setRoots(roots);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -475,9 +492,8 @@ export class ClientStore implements ItemStore {
     try {
       await this.client.commitLogTrees(this.lt);
       const next = await this.client.getLogTrees();
-      const roots = await this.client.getRoots();
+      await this.fetchRoots();
       this.lt = next;
-      this.forest.setRoots(roots);
       this.rebuildDataView();
     } catch (err) {
       // our tree holds changes the server may not have: refuse further work

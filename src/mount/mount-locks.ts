@@ -75,7 +75,9 @@ export class MountLocks {
     if (store === null) throw new ScoutfsError("EIO", "lock request before the mount's store is open");
     const g = await store.client.lock({ key: start, write_seq: 0n, old_mode: oldMode, new_mode: newMode } as NetLock);
     if (lockCanWrite(newMode)) store.noteWriteSeq(g.write_seq);
-    if (lockCanRead(newMode) && !lockCanRead(oldMode)) await store.refreshRoots();
+    // Always, even on an upgrade from READ: the server may have invalidated our READ while this
+    // request was on its way (it then grants from NULL, after another mount wrote).
+    if (lockCanRead(newMode)) await store.refreshRoots();
     return { writeSeq: g.write_seq };
   }
 

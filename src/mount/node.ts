@@ -52,6 +52,8 @@ const QUORUM_BIND_RETRY_MS = 5000;
  * 60 s rather than 1 s saves the LOOKUP of names met earlier (docs/fs.md).
  */
 export const CACHE_TIMEOUT_S = 60;
+/** How long the unmount waits for the final commit and farewell before giving up on the server. */
+export const UNMOUNT_FAREWELL_MS = 15_000;
 /** Kernel read-ahead (KiB): sequential reads reach us as 1 MiB READs instead of 128 KiB ones. */
 export const READ_AHEAD_KB = 1024;
 
@@ -315,8 +317,16 @@ export async function runNode(a: NodeArgs): Promise<number> {
   process.off("SIGTERM", onSignal);
   process.off("SIGINT", onSignal);
   try {
-    if (status === 0) await s.close();
-    else s.abandon();
+    if (status === 0) {
+      // bounded: with no server left to answer (the last quorum members unmounted first) the
+      // node still has to exit; what was not committed is lost, and we say so
+      const r = await Promise.race([s.close().then(() => "done" as const), Bun.sleep(UNMOUNT_FAREWELL_MS).then(() => "timeout" as const)]);
+      if (r === "timeout") {
+        log(`final commit and farewell got no answer from a server within ${UNMOUNT_FAREWELL_MS} ms: changes since the last commit are lost (unmount quorum members after the other mounts)`);
+        s.abandon();
+        status = 1;
+      }
+    } else s.abandon();
   } catch (err) {
     log(`final commit failed: ${(err as Error).message}`);
     status = 1;

@@ -40,6 +40,9 @@ export interface LogTreesFill {
   dataTarget: bigint;
 }
 
+/** The smallest data fill worth a refill (1 MiB): near the end of the device, all that is left. */
+const DATA_SHARE_MIN_BLOCKS = 256n;
+
 export function emptyAllocRoot(): LogTrees["data_avail"] {
   return { total_len: 0n, flags: 0, _pad: 0, root: { ref: { blkno: 0n, seq: 0n }, height: 0 } } as LogTrees["data_avail"];
 }
@@ -135,7 +138,18 @@ export class ServerLogTrees {
     const metaFree = t.sup.meta_alloc.reduce((n, r) => n + r.total_len, 0n);
     if (metaFree < BigInt(this.fill.metaTarget)) lt.meta_avail.flags |= C.ALLOC_FLAG_LOW;
     else lt.meta_avail.flags &= ~C.ALLOC_FLAG_LOW;
-    t.fillExtents(w, t.dataExtents(lt.data_avail), t.dataExtents(t.sup.data_alloc), this.fill.dataLo, this.fill.dataTarget);
+    // scoutfs fills every mount to 4 GiB of data blocks; on a volume not much bigger than that the
+    // first mount would hold all the free space and the others get ENOSPC from their first
+    // write. So a mount is given at most a quarter of what is free (it asks again, after its
+    // next commit, once it is under half of that).
+    const free = t.sup.data_alloc.total_len;
+    let share = free / 4n;
+    if (share < DATA_SHARE_MIN_BLOCKS) share = free < DATA_SHARE_MIN_BLOCKS ? free : DATA_SHARE_MIN_BLOCKS;
+    const dataTarget = share < this.fill.dataTarget ? share : this.fill.dataTarget;
+    let dataLo = this.fill.dataLo < dataTarget / 2n ? this.fill.dataLo : dataTarget / 2n;
+    // an empty data_avail is always refilled, even when all that is left is a single block
+    if (dataLo === 0n) dataLo = 1n;
+    t.fillExtents(w, t.dataExtents(lt.data_avail), t.dataExtents(t.sup.data_alloc), dataLo, dataTarget);
     if (lt.data_avail.total_len < this.fill.dataLo) lt.data_avail.flags |= C.ALLOC_FLAG_LOW;
     else lt.data_avail.flags &= ~C.ALLOC_FLAG_LOW;
   }
