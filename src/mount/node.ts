@@ -173,6 +173,8 @@ export async function runNode(a: NodeArgs): Promise<number> {
               serverState = "up";
               electedTerm = term;
               quorum?.agent.poke();
+              // a follower taking over after the leader went away
+              if (fuse !== null) log(`now the leader in term ${term}: serving the volume`);
               elected(term);
             },
             (err) => {

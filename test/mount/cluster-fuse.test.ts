@@ -13,7 +13,7 @@ const dir = tempDir("scoutfs-cluster-fuse-");
 const env = { ...process.env, SCOUTFS_LOG_DIR: path.join(dir, "log"), SCOUTFS_RUN_DIR: path.join(dir, "run") };
 const meta = path.join(dir, "meta.img");
 const data = path.join(dir, "data.img");
-const mnts = [path.join(dir, "a"), path.join(dir, "b")];
+const mnts = [path.join(dir, "a"), path.join(dir, "b"), path.join(dir, "c")];
 const [A, B] = mnts as [string, string];
 
 function logs(): string {
@@ -62,13 +62,15 @@ beforeAll(async () => {
   // two of three slots elect a leader: both mounts come up together
   await Promise.all([mountSlot(0), mountSlot(1)]);
 }, 60_000);
+// (slot 2 is mounted by the failover test at the end)
 
 afterAll(async () => {
-  await unmountAll().catch(() => {
+  await unmountAll().catch((e) => {
+    console.error(`cleanup: ${e}`);
     for (const m of mnts) Bun.spawnSync(["umount", "-l", m]);
   });
   fs.rmSync(dir, { recursive: true, force: true });
-});
+}, 60_000);
 
 describe("two FUSE mounts of one volume", () => {
   test("both are mounted, one leader and one follower", () => {
@@ -144,7 +146,7 @@ describe("two FUSE mounts of one volume", () => {
     const want: string[] = [];
     for (const tag of ["a", "b"]) for (let i = 0; i < N; i++) if (i % 3 !== 0) want.push(`${tag}-${i}`);
     want.sort();
-    for (const m of mnts) {
+    for (const m of [A, B]) {
       expect(fs.readdirSync(path.join(m, "shared")).sort()).toEqual(want);
       for (const n of want) {
         const [tag, i] = n.split("-");
@@ -160,5 +162,30 @@ describe("two FUSE mounts of one volume", () => {
     expect(fs.readdirSync(path.join(A, "shared")).length).toBe(200);
     expect(fs.statSync(path.join(B, "m")).nlink).toBe(2);
     expect(fs.readdirSync(path.join(A, "p2/c"))).toEqual([]);
+  }, 60_000);
+
+  test("SIGKILL of the leader: a follower takes over and the surviving mounts keep working", async () => {
+    await mountSlot(2);
+    const C = mnts[2]!;
+    const [lead] = leaders();
+    expect(lead).toBeDefined();
+    const survivors = mnts.filter((m) => m !== lead);
+    // made durable on the leader's mount, then the leader dies
+    const fd = fs.openSync(path.join(lead!, "before-kill"), "w");
+    fs.writeSync(fd, "fsync'd on the old leader");
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    const pid = Number(Bun.spawnSync(["pgrep", "-f", `quorum_slot_nr=${mnts.indexOf(lead!)},.* ${lead}$`]).stdout.toString().trim().split("\n")[0]);
+    expect(pid).toBeGreaterThan(0);
+    process.kill(pid, "SIGKILL");
+    Bun.spawnSync(["umount", "-l", lead!]);
+    // the survivors' requests wait through the election (heartbeat timeout 2 s) and go on
+    for (const m of survivors) expect(fs.readFileSync(path.join(m, "before-kill"), "utf8")).toBe("fsync'd on the old leader");
+    fs.writeFileSync(path.join(survivors[0]!, "after-kill"), "written after failover");
+    expect(fs.readFileSync(path.join(survivors[1]!, "after-kill"), "utf8")).toBe("written after failover");
+    fs.appendFileSync(path.join(survivors[1]!, "after-kill"), ", and appended");
+    expect(fs.readFileSync(path.join(survivors[0]!, "after-kill"), "utf8")).toBe("written after failover, and appended");
+    expect(leaders().some((m) => survivors.includes(m))).toBe(true);
+    expect(isMounted(C)).toBe(true);
   }, 60_000);
 });
