@@ -445,16 +445,27 @@ export class ClientStore implements ItemStore {
     // the commit we waited for may have failed after writing our changes: never report success then
     if (this.failed) throw this.failed;
     if (!this.dirty && !this.syncWanted) return;
-    const p = this.client_commit();
+    // Our changes are durable once the server has recorded our tree (commit_log_trees answered);
+    // the rest of the commit — the next transaction's get_log_trees and fresh roots — goes on
+    // while the caller (fsync, a lock writeback) continues. The next commit waits for it.
+    let durable!: () => void;
+    const durableP = new Promise<void>((resolve) => (durable = resolve));
+    const p = this.client_commit(durable);
     this.committing = p;
-    try {
-      await p;
-    } finally {
+    const done = p.finally(() => {
       if (this.committing === p) this.committing = null;
-    }
+    });
+    done.catch(() => {});
+    await Promise.race([durableP, done]);
   }
 
-  private async client_commit(): Promise<void> {
+  /** Wait for the commit in flight to finish entirely (its next transaction opened). */
+  async settle(): Promise<void> {
+    while (this.committing) await this.committing.catch(() => {});
+    if (this.failed) throw this.failed;
+  }
+
+  private async client_commit(durable: () => void = () => {}): Promise<void> {
     this.syncWanted = false;
     const items = this.items.dirtyItems();
     const groups = this.dirtyGroups;
@@ -491,6 +502,7 @@ export class ClientStore implements ItemStore {
     this.dataWritten = false;
     try {
       await this.client.commitLogTrees(this.lt);
+      durable();
       const next = await this.client.getLogTrees();
       await this.fetchRoots();
       this.lt = next;
@@ -510,7 +522,10 @@ export class ClientStore implements ItemStore {
     if (this.closed) return;
     if (this.timer) clearInterval(this.timer);
     try {
-      if (!this.failed) await this.commit(false);
+      if (!this.failed) {
+        await this.commit(false);
+        await this.settle();
+      }
       await this.inoFetching;
       await this.client.farewell();
     } finally {

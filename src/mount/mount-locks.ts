@@ -15,7 +15,7 @@
  *              their seq, so nothing else is cached;
  *   recover    a new server asks for every lock we hold.
  *
- * The FS layer takes the locks through `fsLocks` (src/fs/locks.ts, src/lock/fs-locks.ts).
+ * The FS layer takes the locks through `fsLocks` (src/fs/locks.ts, src/fs/cluster-locks.ts).
  */
 import type { Key } from "../format/key.ts";
 import { NetLock, NET_LOCK_MAX_RECOVER_NR } from "../format/net.ts";
@@ -23,7 +23,7 @@ import * as C from "../format/constants.ts";
 import type { ClientStore } from "../item/client-store.ts";
 import type { ScoutfsFuse } from "../fs/fuse.ts";
 import { type ClientLock, LockCache, lockCanRead, lockCanWrite } from "../lock/lock.ts";
-import { LockCacheFsLocks } from "../lock/fs-locks.ts";
+import { LockCacheFsLocks } from "../fs/cluster-locks.ts";
 import { fsKeyIno } from "../fs/locks.ts";
 import { ScoutfsError } from "../util/errors.ts";
 

@@ -4,7 +4,7 @@
 // (NeedLocks) unless a cached grant covers it, and the store view rolls such an attempt back.
 import { describe, expect, test } from "bun:test";
 import { LOCK_NULL, LOCK_READ, LOCK_WRITE, LockCache, inodeLockRange } from "../../src/lock/lock.ts";
-import { LockCacheFsLocks } from "../../src/lock/fs-locks.ts";
+import { LockCacheFsLocks } from "../../src/fs/cluster-locks.ts";
 import { NeedLocks, fsKeyIno, lockCheckedStore, type FsLockSession } from "../../src/fs/locks.ts";
 import { inodeKey, xattrKey } from "../../src/fs/keys.ts";
 import { keyUnpack } from "../../src/format/key.ts";

@@ -8,9 +8,9 @@
  * waits, so it cannot take part in a wait cycle; a lock that would have to wait makes the
  * operation start over with it in its ordered set (NeedLocks).
  */
-import { LOCK_READ, LOCK_WRITE, type LockCache, type LockHandle, inodeLockRange, renameLockRange } from "./lock.ts";
-import type { FsLockSession, FsLocks } from "../fs/locks.ts";
-import { fsKeyIno } from "../fs/locks.ts";
+import { LOCK_READ, LOCK_WRITE, type LockCache, type LockHandle, inodeLockRange, renameLockRange } from "../lock/lock.ts";
+import type { FsLockSession, FsLocks } from "./locks.ts";
+import { fsKeyIno } from "./locks.ts";
 import type { PackedKey } from "../format/key.ts";
 import { FS_ZONE, LOCK_INODE_GROUP_NR } from "../format/constants.ts";
 import { assert } from "../util/assert.ts";
