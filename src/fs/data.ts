@@ -57,13 +57,25 @@ export interface Ext {
 
 const extEnd = (e: Ext): bigint => e.start + e.len - 1n;
 
+// Extent values go through a scratch buffer (a DataView over the item value would ask for its
+// `.buffer`: an allocation and a copy for the small typed arrays items live in).
+const escratch = new Uint8Array(DataExtentVal.size);
+const edv = new DataView(escratch.buffer);
+
 function extDecode(ino: bigint, key: string, val: Uint8Array): Ext {
   if (val.length !== DataExtentVal.size) fsFail("EIO", `inode ${ino}: data extent value of ${val.length} bytes`);
   const last = keySecond(key);
   const len = keyThird(key);
   if (len === 0n || len > last + 1n) fsFail("EIO", `inode ${ino}: data extent ${last}/${len}`);
-  const v = DataExtentVal.decode(val);
-  return { start: last - len + 1n, len, map: v.blkno, flags: v.flags };
+  escratch.set(val);
+  return { start: last - len + 1n, len, map: edv.getBigUint64(DataExtentVal.off.blkno, true), flags: escratch[DataExtentVal.off.flags]! };
+}
+
+function extEncode(map: bigint, flags: number): Uint8Array {
+  escratch.fill(0);
+  edv.setBigUint64(DataExtentVal.off.blkno, BigInt.asUintN(64, map), true);
+  escratch[DataExtentVal.off.flags] = flags;
+  return escratch.slice();
 }
 
 /** The first extent that ends at or after `iblock` (it may start after it), or null. */
@@ -87,7 +99,7 @@ function onoff(e: Ext, sign: bigint): [bigint, bigint] {
 
 function extInsert(tx: Tx, inode: FsInode, e: Ext): void {
   assert(e.len > 0n, "inserting an empty extent");
-  tx.w.create(dataExtentKey(inode.ino, extEnd(e), e.len), DataExtentVal.encode({ blkno: e.map, flags: e.flags }));
+  tx.w.create(dataExtentKey(inode.ino, extEnd(e), e.len), extEncode(e.map, e.flags));
   const [on, off] = onoff(e, 1n);
   inodeAddOnoff(inode, on, off);
 }
@@ -170,16 +182,25 @@ function checkRegular(inode: FsInode): void {
 // ---------------------------------------------------------------------------------------------
 // Reading.
 
-/** Read up to `size` bytes at `offset` (fewer at end of file). */
+/**
+ * Read up to `size` bytes at `offset` (fewer at end of file). The blocks covering the range are
+ * read straight into one buffer (holes and unwritten extents stay zero) and the requested bytes
+ * are returned as a view of it: no second buffer, no copy.
+ */
 export function dataRead(tx: { w: ItemReader; store: Tx["store"] }, inode: FsInode, offset: number, size: number): Uint8Array {
   checkRegular(inode);
   const isize = Number(inode.v.size);
   if (offset >= isize || size <= 0) return new Uint8Array(0);
   const len = Math.min(size, isize - offset);
-  const out = new Uint8Array(len);
-  const first = BigInt(offset) >> SHIFT;
-  const last = BigInt(offset + len - 1) >> SHIFT;
-  for (let e = extNext(tx.w, inode.ino, first); e !== null && e.start <= last; e = extNext(tx.w, inode.ino, extEnd(e) + 1n)) {
+  const firstN = Math.floor(offset / BLOCK_SM_SIZE);
+  const lastN = Math.floor((offset + len - 1) / BLOCK_SM_SIZE);
+  // not zeroed: the extents fill it, and only what they leave (holes, unwritten) is zeroed
+  const buf: Uint8Array = Buffer.allocUnsafe((lastN - firstN + 1) * BLOCK_SM_SIZE);
+  let filled = 0;
+  const first = BigInt(firstN);
+  const last = BigInt(lastN);
+  // an extent reaching `last` is the final one: no lookup past it (a 4 KiB read is one lookup)
+  for (let e = extNext(tx.w, inode.ino, first); e !== null && e.start <= last; e = extEnd(e) >= last ? null : extNext(tx.w, inode.ino, extEnd(e) + 1n)) {
     const s = e.start > first ? e.start : first;
     const en = extEnd(e) < last ? extEnd(e) : last;
     if (e.map === 0n) {
@@ -188,14 +209,14 @@ export function dataRead(tx: { w: ItemReader; store: Tx["store"] }, inode: FsIno
     }
     if (e.flags & SEF_UNWRITTEN) continue;
     const cnt = Number(en - s + 1n);
-    const buf = new Uint8Array(cnt * BLOCK_SM_SIZE);
-    tx.store.data.read(e.map + (s - e.start), cnt, buf);
-    const bufStart = Number(s) * BLOCK_SM_SIZE;
-    const from = Math.max(offset, bufStart);
-    const to = Math.min(offset + len, bufStart + buf.length);
-    out.set(buf.subarray(from - bufStart, to - bufStart), from - offset);
+    const at = Number(s - first) * BLOCK_SM_SIZE;
+    if (at > filled) buf.fill(0, filled, at);
+    tx.store.data.read(e.map + (s - e.start), cnt, buf.subarray(at, at + cnt * BLOCK_SM_SIZE));
+    filled = at + cnt * BLOCK_SM_SIZE;
   }
-  return out;
+  if (filled < buf.length) buf.fill(0, filled);
+  const skip = offset - firstN * BLOCK_SM_SIZE;
+  return skip === 0 && len === buf.length ? buf : buf.subarray(skip, skip + len);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,7 +337,9 @@ export function dataTruncate(tx: Tx, inode: FsInode, newSize: number, now: { sec
   const old = Number(inode.v.size);
   if (newSize <= old) {
     const tailEnd = Math.ceil(newSize / BLOCK_SM_SIZE) * BLOCK_SM_SIZE;
-    zeroInBlock(tx, inode, newSize, tailEnd);
+    // bytes past the old size are zero already (the invariant): only [newSize, old) needs it,
+    // and a truncate to the same size (as every writeFileSync ends) reads and writes nothing
+    zeroInBlock(tx, inode, newSize, Math.min(tailEnd, old));
     dataFreeBlocks(tx, inode, BigInt(tailEnd) >> SHIFT, 0xffffffffffffffffn >> SHIFT);
   }
   if (newSize !== old) inode.v.data_version++;

@@ -47,6 +47,7 @@ import {
   S_IFMT,
   S_ISGID,
   inodeCreate,
+  inodeCreateItem,
   inodeGet,
   inodeSave,
   isDir,
@@ -87,18 +88,36 @@ export function modeToDt(mode: number): number {
   return MODE_TO_DT[mode & S_IFMT] ?? DT_REG;
 }
 
+// Entries are encoded and decoded through one scratch buffer (the struct codec's DataView over
+// an item value asks for its `.buffer`, which costs an allocation and a copy for the small typed
+// arrays items live in); the bytes are exactly Dirent's.
+const DO = Dirent.off;
+const dscratch = new Uint8Array(DIRENT_NAME_OFF + NAME_LEN);
+const ddv = new DataView(dscratch.buffer);
+
 export function direntEncode(d: DirentVal): Uint8Array {
-  const out = new Uint8Array(DIRENT_NAME_OFF + d.name.length);
-  Dirent.encode({ ino: d.ino, hash: d.hash, pos: d.pos, type: d.type }, out, 0);
-  out.set(d.name, DIRENT_NAME_OFF);
-  return out;
+  const len = DIRENT_NAME_OFF + d.name.length;
+  assert(d.name.length <= NAME_LEN, `dirent name of ${d.name.length} bytes`);
+  dscratch.fill(0, 0, DIRENT_NAME_OFF);
+  ddv.setBigUint64(DO.ino, BigInt.asUintN(64, d.ino), true);
+  ddv.setBigUint64(DO.hash, BigInt.asUintN(64, d.hash), true);
+  ddv.setBigUint64(DO.pos, BigInt.asUintN(64, d.pos), true);
+  dscratch[DO.type] = d.type;
+  dscratch.set(d.name, DIRENT_NAME_OFF);
+  return dscratch.slice(0, len);
 }
 
 export function direntDecode(val: Uint8Array): DirentVal {
   const nameLen = val.length - DIRENT_NAME_OFF;
   if (nameLen < 1 || nameLen > NAME_LEN) fsFail("EIO", `dirent value of ${val.length} bytes`);
-  const h = Dirent.decode(val);
-  return { ino: h.ino, hash: h.hash, pos: h.pos, type: h.type, name: new Uint8Array(val.subarray(DIRENT_NAME_OFF)) };
+  dscratch.set(val);
+  return {
+    ino: ddv.getBigUint64(DO.ino, true),
+    hash: ddv.getBigUint64(DO.hash, true),
+    pos: ddv.getBigUint64(DO.pos, true),
+    type: dscratch[DO.type]!,
+    name: dscratch.slice(DIRENT_NAME_OFF, val.length),
+  };
 }
 
 function namesEqual(a: Uint8Array, b: Uint8Array): boolean {
@@ -270,7 +289,7 @@ export function dirCreate(tx: Tx, dirIno: bigint, name: Uint8Array | null, a: Cr
     addEntry(tx, dir, name!, inode, now);
     if (isDir(mode)) dir.v.nlink++;
   }
-  inodeSave(tx, inode);
+  inodeCreateItem(tx, inode);
   inodeSave(tx, dir);
   return inode;
 }

@@ -31,7 +31,7 @@ import type {
   SetattrRequest,
   StatfsReply,
 } from "../fuse/filesystem.ts";
-import { type Attr, FATTR, SEEK_DATA, SEEK_HOLE } from "../fuse/types.ts";
+import { type Attr, FATTR, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, SEEK_DATA, SEEK_HOLE } from "../fuse/types.ts";
 import type { ItemStore } from "../item/types.ts";
 import { ScoutfsError } from "../util/errors.ts";
 import { dataFallocate, dataRead, dataSeek, dataTruncate, dataWrite } from "./data.ts";
@@ -55,7 +55,7 @@ import { inodeDelete, orphanExists, orphanList, orphanScan } from "./orphan.ts";
 import { type FsLockSession, type FsLocks, NO_LOCKS, NeedLocks, lockCheckedStore } from "./locks.ts";
 import { symlinkRead } from "./symlink.ts";
 import { type FsTime, fsNow, fsTransact } from "./trans.ts";
-import { aclChmod, xattrGet, xattrList, xattrSet } from "./xattr.ts";
+import { aclChmod, xattrGet, xattrKillPriv, xattrList, xattrSet } from "./xattr.ts";
 
 const BLOCK_BYTES = 4096;
 const O_ACCMODE = 3;
@@ -158,6 +158,8 @@ export function fsEnsureRoot(store: ItemStore, mode = 0o755, uid = 0, gid = 0): 
 }
 
 export class ScoutfsFuse implements Filesystem {
+  /** We remove setuid/setgid and file capabilities ourselves (xattrKillPriv): no GETXATTR per write. */
+  readonly killPrivV2 = true;
   /** The store as operations see it: every item access checked against the operation's locks when clustered. */
   readonly store: ItemStore;
   readonly locks: FsLocks;
@@ -484,6 +486,7 @@ export class ScoutfsFuse implements Filesystem {
         else if (v & FATTR.MTIME) i.v.mtime = { sec: BigInt(set.mtime), nsec: set.mtimensec };
         if (v & FATTR.CTIME) i.v.ctime = { sec: BigInt(set.ctime), nsec: set.ctimensec };
         else i.v.ctime = { ...now };
+        if (v & (FATTR.SIZE | FATTR.UID | FATTR.GID)) xattrKillPriv(tx, i, (v & FATTR.KILL_SUIDGID) !== 0, now);
         inodeSave(tx, i, { data: sizeChange });
         return i;
       });
@@ -567,17 +570,20 @@ export class ScoutfsFuse implements Filesystem {
   // ------------------------------------------------------------------------------------------
   // Files.
 
-  open(_ctx: RequestContext, nodeid: number, flags: number): OpenReply | Promise<OpenReply> {
+  open(_ctx: RequestContext, nodeid: number, flags: number, openFlags = 0): OpenReply | Promise<OpenReply> {
     const ino = toIno(nodeid);
     const truncating = (flags & O_TRUNC) !== 0 && (flags & O_ACCMODE) !== 0;
     // only a truncating open may change anything: only it waits for admission and a write lock
     return this.run([ino], truncating, () => {
       const i = fuseCall(() => this.load(nodeid));
       if (isDir(i.v.mode)) throw new FuseError("EISDIR");
-      if (truncating && isReg(i.v.mode) && i.v.size !== 0n) {
+      const kill = (openFlags & FUSE_OPEN_KILL_SUIDGID) !== 0;
+      // a truncation of an empty file still removes privileges (as the kernel's do_truncate)
+      if (truncating && isReg(i.v.mode) && (i.v.size !== 0n || i.v.next_xattr_id !== 0n || (kill && (i.v.mode & 0o6000) !== 0))) {
         this.tx((tx, now) => {
           const t = inodeGet(tx.w, ino, tx.fmtVers);
           dataTruncate(tx, t, 0, now);
+          xattrKillPriv(tx, t, kill, now);
           inodeSave(tx, t, { data: true });
         });
       }
@@ -607,11 +613,12 @@ export class ScoutfsFuse implements Filesystem {
     }));
   }
 
-  write(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, data: Uint8Array): number | Promise<number> {
+  write(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, data: Uint8Array, writeFlags = 0): number | Promise<number> {
     let buf = data;
     return this.run([toIno(nodeid)], true, () => this.tx((tx, now) => {
       const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
       if (isDir(i.v.mode)) fsFail("EISDIR", "write to a directory");
+      xattrKillPriv(tx, i, (writeFlags & FUSE_WRITE_KILL_SUIDGID) !== 0, now);
       const n = dataWrite(tx, i, offset, buf, now);
       inodeSave(tx, i, { data: true });
       return n;
@@ -624,7 +631,9 @@ export class ScoutfsFuse implements Filesystem {
     });
   }
 
-  flush(): void {}
+  // No flush(): FLUSH would do nothing here (POSIX locks are the kernel's own, there is no
+  // writeback cache), and without the method the kernel stops sending it after the first ENOSYS:
+  // one round trip less per close(2).
 
   release(_ctx: RequestContext, _nodeid: number, fh: number, _flags?: number, _releaseFlags?: number, _lockOwner?: bigint): void | Promise<void> {
     return this.dropHandle(fh);
@@ -634,11 +643,13 @@ export class ScoutfsFuse implements Filesystem {
     await this.store.sync();
   }
 
-  fallocate(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, length: number, mode: number): void | Promise<void> {
+  fallocate(ctx: RequestContext, nodeid: number, _fh: number, offset: number, length: number, mode: number): void | Promise<void> {
     return this.run([toIno(nodeid)], true, () => {
       this.tx((tx, now) => {
         const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
         if (!isReg(i.v.mode)) fsFail(isDir(i.v.mode) ? "EISDIR" : "ENODEV", "fallocate of a non-file");
+        // the kernel skips its own check on inodes it marked S_NOSEC (killPrivV2)
+        xattrKillPriv(tx, i, ctx.uid !== 0, now);
         const changed = dataFallocate(tx, i, offset, length, mode, now);
         inodeSave(tx, i, { data: changed });
       });
@@ -651,7 +662,7 @@ export class ScoutfsFuse implements Filesystem {
   }
 
   copyFileRange(
-    _ctx: RequestContext,
+    ctx: RequestContext,
     nodeIn: number,
     _fhIn: number,
     offIn: number,
@@ -669,6 +680,8 @@ export class ScoutfsFuse implements Filesystem {
       if (!isReg(src.v.mode) || !isReg(dst.v.mode)) fsFail("EINVAL", "copy of a special file");
       const data = dataRead(tx, src, offIn, Math.min(len, COPY_MAX_BYTES));
       if (data.length === 0) return 0;
+      // the kernel skips its own check on inodes it marked S_NOSEC (killPrivV2)
+      xattrKillPriv(tx, dst, ctx.uid !== 0, now);
       const n = dataWrite(tx, dst, offOut, data, now);
       inodeSave(tx, dst, { data: true });
       return n;

@@ -27,7 +27,7 @@ import {
   DIRENT_FIRST_POS,
   ROOT_INO,
 } from "../format/constants.ts";
-import { Inode, decodeInode, inodeValidVersBytes, inodeVersBytes } from "../format/items.ts";
+import { Inode, inodeValidVersBytes, inodeVersBytes } from "../format/items.ts";
 import type { ItemReader } from "../item/types.ts";
 import { assert } from "../util/assert.ts";
 import { fsFail } from "./errors.ts";
@@ -50,16 +50,98 @@ export const isDir = (mode: number): boolean => (mode & S_IFMT) === S_IFDIR;
 export const isReg = (mode: number): boolean => (mode & S_IFMT) === S_IFREG;
 export const isLnk = (mode: number): boolean => (mode & S_IFMT) === S_IFLNK;
 
+// Inode values are decoded on every operation (each FUSE request loads its inode, each change
+// saves it): the field-by-field codec below does what `Inode.decode`/`Inode.encode` do (same
+// fields, same order, same bytes; test/fs/inode-codec.test.ts checks both ways) without the
+// generic table walk, which cost several microseconds per request. Values are read and written
+// through one scratch buffer: a DataView over an item value would ask for its `.buffer`, which
+// for the small typed arrays items are kept in makes the engine allocate and copy one.
+const O = Inode.off;
+const V1_BYTES = Inode.off.proj;
+const scratch = new Uint8Array(Inode.size);
+const sdv = new DataView(scratch.buffer);
+
+/** The scratch view holding `val` (at most one inode value). */
+function dvOf(val: Uint8Array): DataView {
+  scratch.set(val);
+  return sdv;
+}
+
+function getTime(dv: DataView, at: number): { sec: bigint; nsec: number } {
+  return { sec: dv.getBigUint64(at, true), nsec: dv.getUint32(at + 8, true) };
+}
+
+function putTime(dv: DataView, at: number, t: { sec: bigint; nsec: number }): void {
+  dv.setBigUint64(at, BigInt.asUintN(64, t.sec), true);
+  dv.setUint32(at + 8, t.nsec >>> 0, true);
+}
+
+/** `decodeInode` of a value of either version (v1 reads with proj 0), field by field. */
+function decodeInodeFast(val: Uint8Array): InodeVal {
+  const dv = dvOf(val);
+  return {
+    size: dv.getBigUint64(O.size, true),
+    meta_seq: dv.getBigUint64(O.meta_seq, true),
+    data_seq: dv.getBigUint64(O.data_seq, true),
+    data_version: dv.getBigUint64(O.data_version, true),
+    online_blocks: dv.getBigUint64(O.online_blocks, true),
+    offline_blocks: dv.getBigUint64(O.offline_blocks, true),
+    next_readdir_pos: dv.getBigUint64(O.next_readdir_pos, true),
+    next_xattr_id: dv.getBigUint64(O.next_xattr_id, true),
+    version: dv.getBigUint64(O.version, true),
+    nlink: dv.getUint32(O.nlink, true),
+    uid: dv.getUint32(O.uid, true),
+    gid: dv.getUint32(O.gid, true),
+    mode: dv.getUint32(O.mode, true),
+    rdev: dv.getUint32(O.rdev, true),
+    flags: dv.getUint32(O.flags, true),
+    atime: getTime(dv, O.atime),
+    ctime: getTime(dv, O.ctime),
+    mtime: getTime(dv, O.mtime),
+    crtime: getTime(dv, O.crtime),
+    proj: val.length >= Inode.size ? dv.getBigUint64(O.proj, true) : 0n,
+  };
+}
+
 /** Decode an inode value, refusing sizes the volume's format version cannot hold. */
 export function inodeDecode(ino: bigint, val: Uint8Array, fmtVers: number): InodeVal {
   if (!inodeValidVersBytes(fmtVers, val.length)) fsFail("EIO", `inode ${ino}: value of ${val.length} bytes on format ${fmtVers}`);
-  return decodeInode(val);
+  return decodeInodeFast(val);
+}
+
+/** The fields `inodeSave` needs of the stored inode (its seqs, version and type), without a full decode. */
+function inodeStoredSeqs(ino: bigint, val: Uint8Array, fmtVers: number): { meta_seq: bigint; data_seq: bigint; version: bigint; mode: number } {
+  if (!inodeValidVersBytes(fmtVers, val.length)) fsFail("EIO", `inode ${ino}: value of ${val.length} bytes on format ${fmtVers}`);
+  const dv = dvOf(val);
+  return { meta_seq: dv.getBigUint64(O.meta_seq, true), data_seq: dv.getBigUint64(O.data_seq, true), version: dv.getBigUint64(O.version, true), mode: dv.getUint32(O.mode, true) };
 }
 
 export function inodeEncode(v: InodeVal, fmtVers: number): Uint8Array {
-  const full = Inode.encode(v);
   const bytes = inodeVersBytes(fmtVers);
-  return bytes === full.length ? full : full.slice(0, bytes);
+  const dv = sdv;
+  // padding (after each nsec) is written as zeros, as the struct codec does
+  scratch.fill(0);
+  dv.setBigUint64(O.size, BigInt.asUintN(64, v.size), true);
+  dv.setBigUint64(O.meta_seq, BigInt.asUintN(64, v.meta_seq), true);
+  dv.setBigUint64(O.data_seq, BigInt.asUintN(64, v.data_seq), true);
+  dv.setBigUint64(O.data_version, BigInt.asUintN(64, v.data_version), true);
+  dv.setBigUint64(O.online_blocks, BigInt.asUintN(64, v.online_blocks), true);
+  dv.setBigUint64(O.offline_blocks, BigInt.asUintN(64, v.offline_blocks), true);
+  dv.setBigUint64(O.next_readdir_pos, BigInt.asUintN(64, v.next_readdir_pos), true);
+  dv.setBigUint64(O.next_xattr_id, BigInt.asUintN(64, v.next_xattr_id), true);
+  dv.setBigUint64(O.version, BigInt.asUintN(64, v.version), true);
+  dv.setUint32(O.nlink, v.nlink >>> 0, true);
+  dv.setUint32(O.uid, v.uid >>> 0, true);
+  dv.setUint32(O.gid, v.gid >>> 0, true);
+  dv.setUint32(O.mode, v.mode >>> 0, true);
+  dv.setUint32(O.rdev, v.rdev >>> 0, true);
+  dv.setUint32(O.flags, v.flags >>> 0, true);
+  putTime(dv, O.atime, v.atime);
+  putTime(dv, O.ctime, v.ctime);
+  putTime(dv, O.mtime, v.mtime);
+  putTime(dv, O.crtime, v.crtime);
+  if (bytes > V1_BYTES) dv.setBigUint64(O.proj, BigInt.asUintN(64, v.proj), true);
+  return scratch.slice(0, bytes);
 }
 
 export function inodeLoad(r: ItemReader, ino: bigint, fmtVers: number): FsInode | null {
@@ -85,7 +167,11 @@ export interface NewInode {
   now: FsTime;
 }
 
-/** Create the inode item and its index items at the transaction's seq. */
+/**
+ * Create the inode item and its index items at the transaction's seq. The inode is saved (as
+ * after inodeSave) when the caller finishes it: create the inode item then with
+ * `inodeCreateItem`, written once instead of created and rewritten in the same transaction.
+ */
 export function inodeCreate(tx: Tx, ino: bigint, n: NewInode): FsInode {
   const t = { sec: n.now.sec, nsec: n.now.nsec };
   const v: InodeVal = {
@@ -110,10 +196,21 @@ export function inodeCreate(tx: Tx, ino: bigint, n: NewInode): FsInode {
     crtime: { ...t },
     proj: tx.fmtVers >= 2 ? n.proj : 0n,
   };
-  tx.w.create(inodeKey(ino), inodeEncode(v, tx.fmtVers));
   tx.w.create(inodeIndexKey(INODE_INDEX_META_SEQ_TYPE, v.meta_seq, ino), EMPTY);
   if (hasDataSeqIndex(v.mode)) tx.w.create(inodeIndexKey(INODE_INDEX_DATA_SEQ_TYPE, v.data_seq, ino), EMPTY);
   return { ino, v };
+}
+
+/**
+ * Write the item of an inode made by inodeCreate in this transaction, finished: what creating it
+ * at once and saving it at the end left (version 2, the seqs of this transaction). Its type must
+ * not have changed (the index items were made for it).
+ */
+export function inodeCreateItem(tx: Tx, inode: FsInode): void {
+  const v = inode.v;
+  assert(v.meta_seq === tx.seq && v.data_seq === tx.seq && v.version === 1n, `inode ${inode.ino} was not created in this transaction`);
+  v.version = 2n;
+  tx.w.create(inodeKey(inode.ino), inodeEncode(v, tx.fmtVers));
 }
 
 export interface SaveOpts {
@@ -128,7 +225,7 @@ export interface SaveOpts {
 export function inodeSave(tx: Tx, inode: FsInode, opts: SaveOpts = {}): void {
   const key = inodeKey(inode.ino);
   const oldVal = tx.w.lookup(key) ?? fsFail("ENOENT", `saving deleted inode ${inode.ino}`);
-  const old = inodeDecode(inode.ino, oldVal, tx.fmtVers);
+  const old = inodeStoredSeqs(inode.ino, oldVal, tx.fmtVers);
   const v = inode.v;
   assert((old.mode & S_IFMT) === (v.mode & S_IFMT), `inode ${inode.ino} changed type`);
   v.meta_seq = tx.seq;

@@ -242,6 +242,36 @@ export function xattrSetRaw(tx: Tx, inode: FsInode, name: string, value: Uint8Ar
   return true;
 }
 
+/** File capabilities: what a write, truncate or chown of a file removes. */
+export const XATTR_CAPS = "security.capability";
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+const S_IXGRP = 0o0010;
+
+/**
+ * Remove privileges as the kernel's file_remove_privs does, for a filesystem that asked to do
+ * it itself (FUSE_HANDLE_KILLPRIV_V2, see src/fuse/filesystem.ts `killPrivV2`): the
+ * security.capability xattr always, and with `suidgid` (the caller lacks CAP_FSETID, or a chown)
+ * S_ISUID, and S_ISGID when group execute is set. Directories keep everything. An inode that never
+ * had an xattr (next_xattr_id 0: ids are only ever taken from it) costs no item lookup, so a write
+ * pays nothing for this in the common case. Returns whether the inode changed (ctime moved); the
+ * caller saves it.
+ */
+export function xattrKillPriv(tx: Tx, inode: FsInode, suidgid: boolean, now: { sec: bigint; nsec: number }): boolean {
+  if (isDir(inode.v.mode)) return false;
+  let changed = false;
+  if (suidgid) {
+    const kill = S_ISUID | (inode.v.mode & S_IXGRP ? S_ISGID : 0);
+    if (inode.v.mode & kill) {
+      inode.v.mode &= ~kill;
+      changed = true;
+    }
+  }
+  if (inode.v.next_xattr_id !== 0n && xattrSetRaw(tx, inode, XATTR_CAPS, null, 0)) changed = true;
+  if (changed) inode.v.ctime = { sec: now.sec, nsec: now.nsec };
+  return changed;
+}
+
 export interface XattrCaller {
   uid: number;
 }
@@ -384,7 +414,8 @@ export function aclChmod(tx: Tx, inode: FsInode): void {
  */
 export function aclInherit(tx: Tx, dir: FsInode, inode: FsInode, umask: number): void {
   if (isLnk(inode.v.mode)) return;
-  const def = xattrGet(tx.w, dir.ino, ACL_DEFAULT);
+  // a directory that never had an xattr (ids come from next_xattr_id) has no default ACL
+  const def = dir.v.next_xattr_id === 0n ? null : xattrGet(tx.w, dir.ino, ACL_DEFAULT);
   if (def === null) {
     inode.v.mode &= ~(umask & 0o777) | S_IFMT | 0o7000;
     return;

@@ -133,6 +133,23 @@ export interface InitInfo {
 type R<T> = T | Promise<T>;
 
 export interface Filesystem {
+  /**
+   * The filesystem removes privileges itself (FUSE_HANDLE_KILLPRIV_V2); the session then asks
+   * the kernel for it. Without it the kernel does that work: before every write, truncate and
+   * chown of a file it asks for security.capability (a GETXATTR round trip per write) and removes
+   * what it finds. With it the kernel stops asking (one GETXATTR per inode at most) and the
+   * filesystem must, in the same change as the operation:
+   * - on every write: remove the security.capability xattr; when `writeFlags` has
+   *   FUSE_WRITE_KILL_SUIDGID (a caller without CAP_FSETID) also clear S_ISUID, and S_ISGID when
+   *   S_IXGRP is set;
+   * - on setattr changing the size, uid or gid: remove security.capability; when `valid` has
+   *   FATTR.KILL_SUIDGID clear S_ISUID, and S_ISGID when S_IXGRP is set;
+   * - on open with O_TRUNC: the same as a size change, with `openFlags` FUSE_OPEN_KILL_SUIDGID
+   *   in the role of KILL_SUIDGID (create passes it too; a new file has nothing to remove).
+   * ("Same as the kernel", Documentation/filesystems/fuse.rst; should_remove_suid in fs/inode.c.)
+   */
+  readonly killPrivV2?: boolean;
+
   init?(info: InitInfo): R<void>;
   destroy?(): R<void>;
 
@@ -150,7 +167,8 @@ export interface Filesystem {
   rename?(ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): R<void>;
   link?(ctx: RequestContext, nodeid: number, newParent: number, newName: string): R<Entry>;
 
-  open?(ctx: RequestContext, nodeid: number, flags: number): R<OpenReply>;
+  /** openFlags: fuse_open_in.open_flags (FUSE_OPEN_KILL_SUIDGID, see killPrivV2). */
+  open?(ctx: RequestContext, nodeid: number, flags: number, openFlags: number): R<OpenReply>;
   /** Returns at most `size` bytes; fewer means end of file (unless DIRECT_IO). */
   read?(ctx: RequestContext, nodeid: number, fh: number, offset: number, size: number): R<Uint8Array>;
   /** Returns the number of bytes written. */
@@ -173,7 +191,7 @@ export interface Filesystem {
   fsyncdir?(ctx: RequestContext, nodeid: number, fh: number, datasync: boolean): R<void>;
 
   access?(ctx: RequestContext, nodeid: number, mask: number): R<void>;
-  create?(ctx: RequestContext, parent: number, name: string, mode: number, umask: number, flags: number): R<CreateReply>;
+  create?(ctx: RequestContext, parent: number, name: string, mode: number, umask: number, flags: number, openFlags: number): R<CreateReply>;
   tmpfile?(ctx: RequestContext, parent: number, mode: number, umask: number, flags: number): R<CreateReply>;
   fallocate?(ctx: RequestContext, nodeid: number, fh: number, offset: number, length: number, mode: number): R<void>;
   lseek?(ctx: RequestContext, nodeid: number, fh: number, offset: number, whence: number): R<number>;

@@ -5,7 +5,8 @@
  * and exits 0 when the filesystem is unmounted from outside.
  *
  * Options: --reader async|worker, --readers N, --writeback, --debug, --timeout SECONDS (entry
- * and attribute cache timeouts), --fsname NAME, --read-ahead-kb KB, --profile (time requests).
+ * and attribute cache timeouts), --fsname NAME, --read-ahead-kb KB, --profile (time requests),
+ * --killpriv (remove privileges on write/truncate/chown here: FUSE_HANDLE_KILLPRIV_V2).
  *
  * SIGUSR2 prints one line "stats <json>" on stdout: the session counters, requests per opcode and
  * (with --profile) the time profile since the previous SIGUSR2, which it then resets. The
@@ -25,6 +26,7 @@ const args = process.argv.slice(2);
 let mountpoint: string | undefined;
 const opts: MountOptions = { subtype: "memfs", fsname: "memfs", handleSignals: true, onSignal: () => process.exit(0) };
 let timeout = 1;
+let killPrivV2 = false;
 for (let k = 0; k < args.length; k++) {
   const a = args[k]!;
   const val = (): string => args[++k] ?? usage(`${a} needs a value`);
@@ -39,13 +41,14 @@ for (let k = 0; k < args.length; k++) {
   else if (a === "--fsname") opts.fsname = val();
   else if (a === "--read-ahead-kb") opts.readAheadKb = Number(val());
   else if (a === "--profile") opts.profile = true;
+  else if (a === "--killpriv") killPrivV2 = true;
   else if (a.startsWith("-")) usage(`unknown option ${a}`);
   else if (mountpoint === undefined) mountpoint = a;
   else usage("one mount point only");
 }
 if (mountpoint === undefined) usage("missing mount point");
 
-const fs = new Memfs({ entryTimeout: timeout, attrTimeout: timeout });
+const fs = new Memfs({ entryTimeout: timeout, attrTimeout: timeout, killPrivV2 });
 const m = await mount(fs, mountpoint, opts);
 const info = { ...m.init, kernelFlagNames: initFlagNames(m.init.kernelFlags), enabledFlagNames: initFlagNames(m.init.enabledFlags) };
 process.stdout.write(`ready ${JSON.stringify(info)}\n`);

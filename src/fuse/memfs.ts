@@ -40,7 +40,9 @@ import {
   FALLOC_FL_ZERO_RANGE,
   FATTR,
   FOPEN,
+  FUSE_OPEN_KILL_SUIDGID,
   FUSE_RELEASE_FLOCK_UNLOCK,
+  FUSE_WRITE_KILL_SUIDGID,
   F_RDLCK,
   F_UNLCK,
   F_WRLCK,
@@ -52,6 +54,7 @@ import {
   S_IFMT,
   S_IFREG,
   S_ISGID,
+  S_ISUID,
   SEEK_CUR,
   SEEK_DATA,
   SEEK_END,
@@ -69,6 +72,8 @@ const XATTR_LIST_MAX_BYTES = 65536;
 const O_ACCMODE = 3;
 const O_TRUNC = 0o1000;
 const O_WRONLY = 1;
+/** File capabilities: what a write, truncate or chown removes. */
+const CAPABILITY_XATTR = "security.capability";
 /** FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (_IOR/_IOW('f', 1, long)) */
 export const FS_IOC_GETFLAGS = 0x80086601;
 export const FS_IOC_SETFLAGS = 0x40086602;
@@ -205,6 +210,8 @@ export interface MemfsOptions {
   capacityBytes?: number;
   /** Mode of the root directory. */
   rootMode?: number;
+  /** Remove privileges on write/truncate/chown here instead of in the kernel (Filesystem.killPrivV2). */
+  killPrivV2?: boolean;
 }
 
 export class Memfs implements Filesystem {
@@ -217,8 +224,10 @@ export class Memfs implements Filesystem {
   readonly entryTimeout: number;
   readonly attrTimeout: number;
   readonly capacityBytes: number;
+  readonly killPrivV2: boolean;
 
   constructor(opts: MemfsOptions = {}) {
+    this.killPrivV2 = opts.killPrivV2 ?? false;
     this.entryTimeout = opts.entryTimeout ?? 1;
     this.attrTimeout = opts.attrTimeout ?? 1;
     this.capacityBytes = opts.capacityBytes ?? 64 * 2 ** 30;
@@ -235,6 +244,24 @@ export class Memfs implements Filesystem {
     const i = this.inodes.get(ino);
     if (i === undefined) throw new FuseError("ENOENT", `no inode ${ino}`);
     return i;
+  }
+
+  /**
+   * What the kernel's file_remove_privs does, when we asked to do it (killPrivV2): the
+   * security.capability xattr goes; with `suidgid` (the caller lacks CAP_FSETID, or a chown) so
+   * does S_ISUID, and S_ISGID when group execute is set.
+   */
+  private killPriv(i: Inode, suidgid: boolean): void {
+    if (!this.killPrivV2 || i.isDir) return;
+    let changed = i.xattrs?.delete(CAPABILITY_XATTR) ?? false;
+    if (suidgid) {
+      const kill = S_ISUID | ((i.mode & 0o010) !== 0 ? S_ISGID : 0);
+      if (i.mode & kill) {
+        i.mode &= ~kill;
+        changed = true;
+      }
+    }
+    if (changed) i.touchC();
   }
 
   private dir(ino: number): Inode {
@@ -327,6 +354,7 @@ export class Memfs implements Filesystem {
       this.truncate(i, set.size);
       i.touchM();
     }
+    if (v & (FATTR.SIZE | FATTR.UID | FATTR.GID)) this.killPriv(i, (v & FATTR.KILL_SUIDGID) !== 0);
     if (v & FATTR.MODE) i.mode = (i.mode & S_IFMT) | (set.mode & 0o7777);
     if (v & FATTR.UID) i.uid = set.uid;
     if (v & FATTR.GID) i.gid = set.gid;
@@ -480,12 +508,13 @@ export class Memfs implements Filesystem {
     return fh;
   }
 
-  open(_ctx: RequestContext, nodeid: number, flags: number): OpenReply {
+  open(_ctx: RequestContext, nodeid: number, flags: number, openFlags = 0): OpenReply {
     const i = this.get(nodeid);
     if (i.isDir) throw new FuseError("EISDIR");
     if (flags & O_TRUNC && (flags & O_ACCMODE) !== 0 && (i.mode & S_IFMT) === S_IFREG) {
       this.truncate(i, 0);
       i.touchM();
+      this.killPriv(i, (openFlags & FUSE_OPEN_KILL_SUIDGID) !== 0);
     }
     return { fh: this.newHandle(i, flags), openFlags: FOPEN.KEEP_CACHE };
   }
@@ -557,10 +586,11 @@ export class Memfs implements Filesystem {
     return out;
   }
 
-  write(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, data: Uint8Array): number {
+  write(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, data: Uint8Array, writeFlags = 0): number {
     const i = this.get(nodeid);
     if (i.isDir) throw new FuseError("EISDIR");
     if (offset + data.byteLength > MAX_FILE_BYTES) throw new FuseError("EFBIG");
+    this.killPriv(i, (writeFlags & FUSE_WRITE_KILL_SUIDGID) !== 0);
     this.writeAt(i, offset, data);
     if (offset + data.byteLength > i.size) i.size = offset + data.byteLength;
     i.touchM();

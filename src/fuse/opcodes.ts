@@ -386,7 +386,8 @@ const link: Handler = (s, req, v, buf, off, end) => {
 function openHandler(dir: boolean): Handler {
   return (s, req, v, _buf, off) => {
     const flags = v.getUint32(off + OpenIn.FLAGS, true);
-    return s.settle(req, need(dir ? s.fs.opendir : s.fs.open).call(s.fs, req, req.nodeid, flags), replyOpen);
+    if (dir) return s.settle(req, need(s.fs.opendir).call(s.fs, req, req.nodeid, flags), replyOpen);
+    return s.settle(req, need(s.fs.open).call(s.fs, req, req.nodeid, flags, v.getUint32(off + OpenIn.OPEN_FLAGS, true)), replyOpen);
   };
 }
 
@@ -521,7 +522,7 @@ function createHandler(tmp: boolean): Handler {
     const umask = v.getUint32(off + CreateIn.UMASK, true);
     if (tmp) return s.settle(req, need(s.fs.tmpfile).call(s.fs, req, req.nodeid, mode, umask, flags), replyCreate);
     const n = name(buf, off + CreateIn.SIZEOF, end);
-    return s.settle(req, need(s.fs.create).call(s.fs, req, req.nodeid, n, mode, umask, flags), replyCreate);
+    return s.settle(req, need(s.fs.create).call(s.fs, req, req.nodeid, n, mode, umask, flags, v.getUint32(off + CreateIn.OPEN_FLAGS, true)), replyCreate);
   };
 }
 

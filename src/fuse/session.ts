@@ -515,6 +515,8 @@ export class Session {
     if (this.opts.writebackCache) want |= InitFlag.WRITEBACK_CACHE;
     if (this.opts.autoInvalData) want |= InitFlag.AUTO_INVAL_DATA;
     if (this.opts.posixAcl && f.getxattr && f.setxattr) want |= InitFlag.POSIX_ACL;
+    // the filesystem removes privileges itself: no GETXATTR of security.capability per write
+    if (f.killPrivV2 === true) want |= InitFlag.HANDLE_KILLPRIV_V2;
     want >>>= 0;
     // INIT_EXT lets us answer with flags2; we ask for no bit above 31 today but keep the door open.
     return want + InitFlag.INIT_EXT;

@@ -181,6 +181,8 @@ export const FUSE_LK_FLOCK = 1 << 0;
 export const FUSE_WRITE_CACHE = 1 << 0;
 export const FUSE_WRITE_LOCKOWNER = 1 << 1;
 export const FUSE_WRITE_KILL_SUIDGID = 1 << 2;
+/** fuse_open_in.open_flags / fuse_create_in.open_flags: kill suid/sgid (HANDLE_KILLPRIV_V2, O_TRUNC). */
+export const FUSE_OPEN_KILL_SUIDGID = 1 << 0;
 export const FUSE_FSYNC_FDATASYNC = 1 << 0;
 export const FUSE_IOCTL_COMPAT = 1 << 0;
 export const FUSE_IOCTL_UNRESTRICTED = 1 << 1;

@@ -17,6 +17,14 @@
  *
  * Bounds: dirty items are counted in bytes (key + value + overhead) so the transaction layer can
  * commit before a transaction grows beyond what the metadata allocator can absorb.
+ *
+ * Fresh keys: a key created while neither dirty nor present in the source is "fresh": the
+ * persistent state has no live version of it. Deleting a fresh key forgets the dirty entry
+ * instead of recording a deletion: the commit then writes nothing for it, which is the same
+ * state (absent) that a deletion item would leave. Without this, an extent that a sequence of
+ * appends merges again and again (each append deletes the previous, shorter extent item) left one
+ * deletion item per append in the log tree, and every later read of the file's extents had to
+ * step over them in every tree of the forest.
  */
 import { ScoutfsError } from "../util/errors.ts";
 import { assert } from "../util/assert.ts";
@@ -43,10 +51,14 @@ interface Undo {
   key: PackedKey;
   /** The dirty entry before the change; undefined when the key was not dirty. */
   prev: Uint8Array | null | undefined;
+  /** Whether the key was fresh before the change (see the header). */
+  prevFresh: boolean;
 }
 
 export class ItemCache implements ItemWriter {
   private readonly dirty = new Map<PackedKey, Uint8Array | null>();
+  /** Dirty keys whose source has no live version (created over nothing): see the header. */
+  private readonly fresh = new Set<PackedKey>();
   /** Dirty keys in order, kept up to date by inserts and rollbacks (rebuilt if `sortedValid` is off). */
   private sorted: PackedKey[] = [];
   private sortedValid = true;
@@ -131,37 +143,71 @@ export class ItemCache implements ItemWriter {
   // -------------------------------------------------------------------------------------------
   // Changes
 
-  private set(key: PackedKey, val: Uint8Array | null): void {
-    assert(this.depth > 0, "item change outside a transaction");
-    const prev = this.dirty.get(key);
-    this.undo!.push({ key, prev });
-    if (prev === undefined) {
+  /**
+   * Make `key`'s dirty entry `val` (undefined: not dirty at all) with freshness `fresh`, keeping
+   * the sorted keys and the byte count. No undo record: callers record it.
+   */
+  private apply(key: PackedKey, val: Uint8Array | null | undefined, fresh: boolean): void {
+    const cur = this.dirty.get(key);
+    if (cur !== undefined && cur !== null) this.dirtyBytes -= cur.byteLength;
+    if (val === undefined) {
+      if (cur !== undefined) {
+        this.dirty.delete(key);
+        if (this.sortedValid) {
+          const i = this.lowerBound(key);
+          if (this.sorted[i] === key) this.sorted.splice(i, 1);
+          else this.sortedValid = false;
+        }
+        this.dirtyBytes -= DIRTY_ITEM_OVERHEAD_BYTES + key.length;
+      }
+      this.fresh.delete(key);
+      return;
+    }
+    if (cur === undefined) {
       // keep the order as we go: re-sorting every dirty key at the next read made each
       // operation cost O(n log n) in the dirty items (creates slowed to ~1 ms at 20k items)
       if (this.sortedValid) this.sorted.splice(this.lowerBound(key), 0, key);
       this.dirtyBytes += DIRTY_ITEM_OVERHEAD_BYTES + key.length;
-    } else if (prev !== null) this.dirtyBytes -= prev.byteLength;
+    }
     if (val !== null) this.dirtyBytes += val.byteLength;
     this.dirty.set(key, val);
+    if (fresh) this.fresh.add(key);
+    else this.fresh.delete(key);
+  }
+
+  private set(key: PackedKey, val: Uint8Array | null | undefined, fresh: boolean): void {
+    assert(this.depth > 0, "item change outside a transaction");
+    this.undo!.push({ key, prev: this.dirty.get(key), prevFresh: this.fresh.has(key) });
+    this.apply(key, val, fresh);
   }
 
   create(key: PackedKey, val: Uint8Array): void {
-    if (this.lookup(key) !== null) throw new ScoutfsError("EEXIST", `item ${keyHex(key)} exists`);
-    this.set(key, new Uint8Array(val));
+    const d = this.dirty.get(key);
+    if (d !== undefined) {
+      if (d !== null) throw new ScoutfsError("EEXIST", `item ${keyHex(key)} exists`);
+      // re-created over our own deletion: the source still holds a version to overwrite
+      this.set(key, new Uint8Array(val), false);
+      return;
+    }
+    if (this.source.lookup(key) !== null) throw new ScoutfsError("EEXIST", `item ${keyHex(key)} exists`);
+    this.set(key, new Uint8Array(val), true);
   }
 
   update(key: PackedKey, val: Uint8Array): void {
     if (this.lookup(key) === null) throw new ScoutfsError("ENOENT", `item ${keyHex(key)} does not exist`);
-    this.set(key, new Uint8Array(val));
+    this.set(key, new Uint8Array(val), this.fresh.has(key));
   }
 
   put(key: PackedKey, val: Uint8Array): void {
-    this.set(key, new Uint8Array(val));
+    // a key not dirty yet may or may not exist in the source: not known to be fresh
+    this.set(key, new Uint8Array(val), this.fresh.has(key));
   }
 
   delete(key: PackedKey): void {
     if (this.lookup(key) === null) throw new ScoutfsError("ENOENT", `item ${keyHex(key)} does not exist`);
-    this.set(key, null);
+    // a fresh key never reached the source: forget it rather than write a deletion
+    if (this.fresh.has(key)) this.set(key, undefined, false);
+    else this.set(key, null, false);
   }
 
   /**
@@ -200,21 +246,8 @@ export class ItemCache implements ItemWriter {
   private rollbackTo(mark: number): void {
     const u = this.undo!;
     while (u.length > mark) {
-      const { key, prev } = u.pop()!;
-      const cur = this.dirty.get(key);
-      if (cur !== undefined && cur !== null) this.dirtyBytes -= cur.byteLength;
-      if (prev === undefined) {
-        this.dirty.delete(key);
-        if (this.sortedValid) {
-          const i = this.lowerBound(key);
-          if (this.sorted[i] === key) this.sorted.splice(i, 1);
-          else this.sortedValid = false;
-        }
-        this.dirtyBytes -= DIRTY_ITEM_OVERHEAD_BYTES + key.length;
-      } else {
-        this.dirty.set(key, prev);
-        if (prev !== null) this.dirtyBytes += prev.byteLength;
-      }
+      const { key, prev, prevFresh } = u.pop()!;
+      this.apply(key, prev, prevFresh);
     }
   }
 
@@ -232,6 +265,7 @@ export class ItemCache implements ItemWriter {
   clear(): void {
     assert(this.depth === 0, "clearing dirty items inside a transaction");
     this.dirty.clear();
+    this.fresh.clear();
     this.sorted = [];
     this.sortedValid = true;
     this.dirtyBytes = 0;

@@ -47,8 +47,16 @@ export class Forest implements ItemSource {
   private logsRoot: BtreeRootRef = { ref: { blkno: 0n, seq: 0n }, height: 0 };
   /** Other trees' item roots, oldest first (logs_root key order). */
   private trees: BtreeRootRef[] = [];
-  /** Which open tree `trees` was computed without ("" when not computed since setRoots). */
-  private treesFor = "";
+  /** `trees` was computed since setRoots, without the open tree (treesRid, treesNr). */
+  private treesValid = false;
+  private treesRid = 0n;
+  private treesNr = 0n;
+  /** allTrees() as last computed (null: to compute), and the open tree root it ended with. */
+  private all: BtreeRootRef[] | null = null;
+  private allOwn: BtreeRootRef | null = null;
+  private allOwnBlkno = 0n;
+  private allOwnSeq = 0n;
+  private allOwnHeight = 0;
   readonly counters = { stale: 0, refreshes: 0, treesRead: 0 };
 
   constructor(
@@ -64,7 +72,8 @@ export class Forest implements ItemSource {
     this.fsRoot = copyRoot(r.fs_root);
     this.logsRoot = copyRoot(r.logs_root);
     this.trees = [];
-    this.treesFor = "";
+    this.treesValid = false;
+    this.all = null;
     this.counters.refreshes++;
   }
 
@@ -72,12 +81,11 @@ export class Forest implements ItemSource {
     return { fs_root: this.fsRoot, logs_root: this.logsRoot };
   }
 
-  /** The item roots of every log tree in logs_root except our open one. */
-  private otherTrees(): BtreeRootRef[] {
-    const own = this.own();
-    const id = own ? { rid: own.rid, nr: own.nr } : null;
-    const idKey = id ? `${id.rid}:${id.nr}` : "none";
-    if (this.treesFor === idKey) return this.trees;
+  /** The item roots of every log tree in logs_root except our open one (rid, nr). */
+  private otherTrees(own: OwnTree | null): BtreeRootRef[] {
+    const rid = own === null ? -1n : own.rid;
+    const nr = own === null ? -1n : own.nr;
+    if (this.treesValid && this.treesRid === rid && this.treesNr === nr) return this.trees;
     const out: BtreeRootRef[] = [];
     let key = keyPack({ zone: C.LOG_TREES_ZONE, first: 0n, type: 0, second: 0n, third: 0n, fourth: 0 });
     for (;;) {
@@ -87,21 +95,40 @@ export class Forest implements ItemSource {
       if (k.zone !== C.LOG_TREES_ZONE) break;
       if (it.val.length !== LogTrees.size) throw new ScoutfsError("EIO", `log_trees item of ${it.val.length} bytes`);
       const lt = LogTrees.decode(it.val);
-      if (!(id && lt.rid === id.rid && lt.nr === id.nr) && lt.item_root.height > 0) out.push(copyRoot(lt.item_root));
+      if (!(own !== null && lt.rid === rid && lt.nr === nr) && lt.item_root.height > 0) out.push(copyRoot(lt.item_root));
       const nk = keySucc(it.key);
       if (nk === "") break;
       key = nk;
     }
     this.counters.treesRead++;
     this.trees = out;
-    this.treesFor = idKey;
+    this.treesValid = true;
+    this.treesRid = rid;
+    this.treesNr = nr;
+    this.all = null;
     return out;
   }
 
+  /**
+   * fs_root, the other trees, then our open tree: the array is kept between reads (every read
+   * used to build it anew) and rebuilt when the roots or our open tree change.
+   */
   private allTrees(): BtreeRootRef[] {
     const own = this.own();
-    const t = [this.fsRoot, ...this.otherTrees()];
-    if (own && own.root.height > 0) t.push(own.root);
+    const other = this.otherTrees(own);
+    const ownRoot = own !== null && own.root.height > 0 ? own.root : null;
+    const all = this.all;
+    if (all !== null && this.allOwn === ownRoot && (ownRoot === null || (this.allOwnBlkno === ownRoot.ref.blkno && this.allOwnSeq === ownRoot.ref.seq && this.allOwnHeight === ownRoot.height))) return all;
+    const t = [this.fsRoot, ...other];
+    if (ownRoot !== null) {
+      // a copy: the open tree's root object changes in place when our commit writes it
+      t.push(copyRoot(ownRoot));
+      this.allOwnBlkno = ownRoot.ref.blkno;
+      this.allOwnSeq = ownRoot.ref.seq;
+      this.allOwnHeight = ownRoot.height;
+    }
+    this.allOwn = ownRoot;
+    this.all = t;
     return t;
   }
 
@@ -134,52 +161,72 @@ export class Forest implements ItemSource {
     });
   }
 
+  /**
+   * The first live item in [key, last]. Each tree's candidate (its first item at or after the
+   * search position) is kept across deletions: stepping over a deletion item re-reads only the
+   * trees whose candidate was that key, not every tree of the forest.
+   */
   next(key: PackedKey, last: PackedKey): ItemRef | null {
     return this.withRetry(() => {
+      if (key > last) return null;
       const trees = this.allTrees();
-      let from = key;
+      const n = trees.length;
+      const cand: (BtreeItemView | null)[] = new Array(n);
+      for (let i = 0; i < n; i++) {
+        const it = btreeNext(this.cache, trees[i]!, key);
+        cand[i] = it !== null && it.key <= last ? it : null;
+      }
       for (;;) {
-        if (from > last) return null;
-        let minKey: PackedKey | null = null;
         let best: BtreeItemView | null = null;
-        for (const r of trees) {
-          const it = btreeNext(this.cache, r, from);
-          if (!it || it.key > last) continue;
-          if (minKey === null || it.key < minKey) {
-            minKey = it.key;
-            best = it;
-          } else if (it.key === minKey) best = Forest.better(best, it);
+        for (let i = 0; i < n; i++) {
+          const it = cand[i]!;
+          if (it === null) continue;
+          if (best === null || it.key < best.key) best = it;
+          else if (it.key === best.key) best = Forest.better(best, it);
         }
-        if (!best) return null;
+        if (best === null) return null;
         if (!(best.flags & C.ITEM_FLAG_DELETION)) return { key: best.key, val: best.val };
-        const nk = keySucc(best.key);
-        if (nk === "") return null;
-        from = nk;
+        const k = best.key;
+        const from = keySucc(k);
+        if (from === "" || from > last) return null;
+        for (let i = 0; i < n; i++) {
+          if (cand[i]?.key !== k) continue;
+          const it = btreeNext(this.cache, trees[i]!, from);
+          cand[i] = it !== null && it.key <= last ? it : null;
+        }
       }
     });
   }
 
+  /** The last live item in [first, key]; candidates kept per tree as in `next`. */
   prev(key: PackedKey, first: PackedKey): ItemRef | null {
     return this.withRetry(() => {
+      if (key < first) return null;
       const trees = this.allTrees();
-      let from = key;
+      const n = trees.length;
+      const cand: (BtreeItemView | null)[] = new Array(n);
+      for (let i = 0; i < n; i++) {
+        const it = btreePrev(this.cache, trees[i]!, key);
+        cand[i] = it !== null && it.key >= first ? it : null;
+      }
       for (;;) {
-        if (from < first) return null;
-        let maxKey: PackedKey | null = null;
         let best: BtreeItemView | null = null;
-        for (const r of trees) {
-          const it = btreePrev(this.cache, r, from);
-          if (!it || it.key < first) continue;
-          if (maxKey === null || it.key > maxKey) {
-            maxKey = it.key;
-            best = it;
-          } else if (it.key === maxKey) best = Forest.better(best, it);
+        for (let i = 0; i < n; i++) {
+          const it = cand[i]!;
+          if (it === null) continue;
+          if (best === null || it.key > best.key) best = it;
+          else if (it.key === best.key) best = Forest.better(best, it);
         }
-        if (!best) return null;
+        if (best === null) return null;
         if (!(best.flags & C.ITEM_FLAG_DELETION)) return { key: best.key, val: best.val };
-        const pk = keyPred(best.key);
-        if (pk === "") return null;
-        from = pk;
+        const k = best.key;
+        const from = keyPred(k);
+        if (from === "" || from < first) return null;
+        for (let i = 0; i < n; i++) {
+          if (cand[i]?.key !== k) continue;
+          const it = btreePrev(this.cache, trees[i]!, from);
+          cand[i] = it !== null && it.key >= first ? it : null;
+        }
       }
     });
   }

@@ -41,6 +41,11 @@ describe("client store", () => {
       a.transact((w) => {
         for (let i = 0; i < 300; i++) w.create(key(i), val(i));
       });
+      // committed first, so that deleting them needs deletion items
+      await a.sync();
+      // created and deleted before a commit: never written at all
+      a.transact((w) => w.create(key(20_000), val(1)));
+      a.transact((w) => w.delete(key(20_000)));
       a.transact((w) => {
         for (let i = 0; i < 300; i += 3) w.delete(key(i));
         for (let i = 1; i < 300; i += 3) w.update(key(i), val(i, 1));
@@ -60,6 +65,7 @@ describe("client store", () => {
       const treeItems = btreeItems(server.t.cache, lt.item_root);
       expect(treeItems.length).toBe(300);
       expect(treeItems.filter((i) => i.flags & C.ITEM_FLAG_DELETION).length).toBe(100);
+      expect(treeItems.some((i) => i.key === key(20_000))).toBe(false);
       expectBalanced(server);
 
       // a second mount sees a's committed items
