@@ -17,11 +17,34 @@ import { assert } from "../util/assert.ts";
 
 assert(LOCK_INODE_GROUP_NR >= 256 && LOCK_INODE_GROUP_NR <= 1 << 16, "inode groups are cut at key.first's last two bytes");
 
+/** key.first's second-to-last byte, masked to the group (its last byte is all inside a group). */
+const GROUP_MASK7 = ~((LOCK_INODE_GROUP_NR >> 8) - 1) & 0xff;
+
 /** The group of an FS-zone packed key, as a string key: zone and key.first with the low bits cleared. */
 function groupOfKey(key: PackedKey): string {
-  // key.first's last byte holds the low 8 bits; LOCK_INODE_GROUP_NR (1024) also clears 2 more
-  const b7 = key.charCodeAt(7) & ~((LOCK_INODE_GROUP_NR >> 8) - 1) & 0xff;
-  return key.slice(0, 7) + String.fromCharCode(b7);
+  return key.slice(0, 7) + String.fromCharCode(key.charCodeAt(7) & GROUP_MASK7);
+}
+
+/** Are two FS-zone packed keys in one inode group? (No allocation: the hot check of every access.) */
+function sameGroup(a: PackedKey, b: PackedKey): boolean {
+  for (let i = 0; i < 7; i++) if (a.charCodeAt(i) !== b.charCodeAt(i)) return false;
+  return ((a.charCodeAt(7) ^ b.charCodeAt(7)) & GROUP_MASK7) === 0;
+}
+
+/** Lock ranges of recently used groups: inodeLockRange packs two keys with bigint arithmetic. */
+const rangeCache = new Map<bigint, { start: PackedKey; end: PackedKey }>();
+const RANGE_CACHE_MAX = 4096;
+const GROUP_LOW_MASK = BigInt(LOCK_INODE_GROUP_NR - 1);
+
+function groupRange(ino: bigint): { start: PackedKey; end: PackedKey } {
+  const g = ino & ~GROUP_LOW_MASK;
+  let r = rangeCache.get(g);
+  if (r === undefined) {
+    if (rangeCache.size >= RANGE_CACHE_MAX) rangeCache.clear();
+    r = inodeLockRange(g);
+    rangeCache.set(g, r);
+  }
+  return r;
 }
 
 interface Want {
@@ -35,6 +58,9 @@ class Session implements FsLockSession {
   readonly groups = new Map<string, number>();
   readonly handles: LockHandle[] = [];
   private released = false;
+  /** The last key found covered, and the mode of its group: most accesses repeat its group. */
+  private hitKey: PackedKey = "";
+  private hitMode = 0;
 
   constructor(private readonly cache: LockCache) {}
 
@@ -47,14 +73,21 @@ class Session implements FsLockSession {
   }
 
   cover(key: PackedKey, write: boolean): boolean {
+    if ((this.hitMode === LOCK_WRITE || (this.hitMode === LOCK_READ && !write)) && sameGroup(this.hitKey, key)) return true;
     const g = groupOfKey(key);
     const m = this.groups.get(g);
-    if (m === LOCK_WRITE || (m === LOCK_READ && !write)) return true;
-    const r = inodeLockRange(fsKeyIno(key));
+    if (m === LOCK_WRITE || (m === LOCK_READ && !write)) {
+      this.hitKey = key;
+      this.hitMode = m;
+      return true;
+    }
+    const r = groupRange(fsKeyIno(key));
     // a cached WRITE grant serves reads too; take it when we have it so a later write needs no retry
     const h = this.cache.tryLock(r.start, r.end, LOCK_WRITE) ?? (write ? null : this.cache.tryLock(r.start, r.end, LOCK_READ));
     if (h === null) return false;
     this.add(h, g);
+    this.hitKey = key;
+    this.hitMode = this.groups.get(g)!;
     return true;
   }
 
@@ -77,7 +110,7 @@ export class LockCacheFsLocks implements FsLocks {
     const wants: Want[] = [];
     const seen = new Set<string>();
     for (const ino of inos) {
-      const r = inodeLockRange(ino);
+      const r = groupRange(ino);
       if (seen.has(r.start)) continue;
       seen.add(r.start);
       wants.push({ start: r.start, end: r.end, mode });

@@ -55,29 +55,33 @@ export function orphanList(r: ItemReader): bigint[] {
  * (already deleted) only loses its orphan item, if any.
  */
 export function inodeDelete(store: ItemStore, ino: bigint): void {
-  // Data and xattrs in bounded transactions; the inode stays (and stays an orphan) until the end.
+  // Data and xattrs in bounded transactions; the inode stays (and stays an orphan) until the
+  // last one, which also removes the inode and its orphan item — a small file (the common case)
+  // goes in one transaction.
   for (;;) {
     const done = fsTransact(store, (tx) => {
       const inode = inodeLoad(tx.w, ino, tx.fmtVers);
-      if (inode === null) return true;
-      if (isReg(inode.v.mode)) {
-        const freed = dataFreeBlocks(tx, inode, 0n, 0xfffffffffffffn, DELETE_ITEMS_PER_TRANS);
-        // Keep the inode item's block counts true to its extents between the batches.
-        saveCounts(tx, inode);
-        if (!freed) return false;
+      if (inode !== null) {
+        if (isReg(inode.v.mode)) {
+          const freed = dataFreeBlocks(tx, inode, 0n, 0xfffffffffffffn, DELETE_ITEMS_PER_TRANS);
+          if (!freed) {
+            // Keep the inode item's block counts true to its extents between the batches.
+            saveCounts(tx, inode);
+            return false;
+          }
+        }
+        if (!xattrDropAll(tx, ino, DELETE_ITEMS_PER_TRANS)) {
+          if (isReg(inode.v.mode)) saveCounts(tx, inode);
+          return false;
+        }
+        if (isLnk(inode.v.mode)) symlinkDrop(tx, ino, inode.v.size);
+        inodeDeleteItems(tx, inode);
       }
-      return xattrDropAll(tx, ino, DELETE_ITEMS_PER_TRANS);
+      if (orphanExists(tx.w, ino)) orphanDelete(tx, ino);
+      return true;
     });
     if (done) break;
   }
-  fsTransact(store, (tx) => {
-    const inode = inodeLoad(tx.w, ino, tx.fmtVers);
-    if (inode !== null) {
-      if (isLnk(inode.v.mode)) symlinkDrop(tx, ino, inode.v.size);
-      inodeDeleteItems(tx, inode);
-    }
-    if (orphanExists(tx.w, ino)) orphanDelete(tx, ino);
-  });
 }
 
 /** Write the block counts without moving seqs: a dying inode is not a change to index. */
