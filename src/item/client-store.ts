@@ -50,6 +50,9 @@ import { ItemCache } from "./cache.ts";
 import { Forest } from "./forest.ts";
 import type { DataStore, ItemReader, ItemStore, ItemWriter } from "./types.ts";
 import { dataBlockIO } from "./data-io.ts";
+import { type Bloom, BloomCodec, bloomSet, bloomTest, emptyBloom } from "./bloom.ts";
+import { lockStartOf } from "../format/lock-ranges.ts";
+import type { PackedKey } from "../format/key.ts";
 
 export interface ClientStoreOptions {
   metaPath: string;
@@ -482,6 +485,7 @@ export class ClientStore implements ItemStore {
         else btreeForce(w, root, key, seq, C.ITEM_FLAG_DELETION, EMPTY);
       }
       if (seq > this.lt.max_item_seq && items.length > 0) this.lt.max_item_seq = seq;
+      this.setBloomBits(w, items);
       const avail = this.dataAvail();
       for (const a of allocs) avail.remove(w, a.start, a.len);
       const freed = this.dataFreed();
@@ -515,6 +519,34 @@ export class ClientStore implements ItemStore {
     }
     this.lastCommitError = null;
     this.counters.commits++;
+  }
+
+  /**
+   * Set the bloom bits of the locks covering `items` in our tree's bloom block (bloom.ts), copying
+   * the block on write when a bit is missing; nothing is written when every bit is already set.
+   */
+  private setBloomBits(w: { cache: MetaCache; alloc: ListAlloc }, items: readonly { key: PackedKey }[]): void {
+    const starts = new Set<PackedKey>();
+    let last: PackedKey | null = null;
+    for (const { key } of items) {
+      const ls = lockStartOf(key);
+      if (ls !== null && ls !== last) starts.add(ls);
+      last = ls;
+    }
+    if (starts.size === 0) return;
+    const ref = this.lt.bloom_ref;
+    const old = ref.blkno !== 0n ? this.cache.read(ref, BloomCodec) : null;
+    if (old !== null) {
+      let missing = false;
+      for (const s of starts) if (!bloomTest(old, s)) missing = true;
+      if (!missing) return;
+    }
+    const b: Bloom = old !== null ? { totalSet: old.totalSet, bits: old.bits.slice() } : emptyBloom();
+    for (const s of starts) bloomSet(b, s);
+    const blkno = w.alloc.allocMeta();
+    const seq = this.cache.create(blkno, BloomCodec, b);
+    if (old !== null) w.alloc.freeMeta(ref.blkno);
+    this.lt.bloom_ref = { blkno, seq } as typeof ref;
   }
 
   /** Commit, say farewell, disconnect, close the devices. */

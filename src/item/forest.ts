@@ -12,8 +12,10 @@
  * ItemStore contract), so the refresh here reads the super block the server last wrote
  * (`refreshSync`); the async get_roots refresh happens after every commit (client-store.ts).
  *
- * Bloom filters that let a read skip log trees without the key are not implemented yet: every
- * read looks in every log tree.
+ * Bloom filters (bloom.ts): a read of keys inside one lock's range skips the other mounts' log
+ * trees whose bloom block lacks that lock's bits; fs_root and our open tree are always read, and
+ * so is a tree without a bloom block. Which trees a lock's reads visit is remembered until the
+ * roots or our open tree change.
  */
 import { btreeLookup, btreeNext, btreePrev, type BtreeItemView, type BtreeRootRef } from "../btree/cow.ts";
 import type { MetaCache } from "../block/cache.ts";
@@ -24,6 +26,8 @@ import { ScoutfsError } from "../util/errors.ts";
 import type { ItemSource } from "./cache.ts";
 import type { ItemRef } from "./types.ts";
 import { keyPred, keySucc } from "./cache.ts";
+import { BloomCodec, bloomTest } from "./bloom.ts";
+import { lockStartOf } from "../format/lock-ranges.ts";
 
 export const FOREST_STALE_RETRIES = 10;
 
@@ -47,6 +51,10 @@ export class Forest implements ItemSource {
   private logsRoot: BtreeRootRef = { ref: { blkno: 0n, seq: 0n }, height: 0 };
   /** Other trees' item roots, oldest first (logs_root key order). */
   private trees: BtreeRootRef[] = [];
+  /** The bloom block refs of `trees` (blkno 0: none). */
+  private treeBlooms: { blkno: bigint; seq: bigint }[] = [];
+  /** allTrees() filtered by the bloom blocks, per lock start key (reset with `all`). */
+  private byLock = new Map<PackedKey, BtreeRootRef[]>();
   /** `trees` was computed since setRoots, without the open tree (treesRid, treesNr). */
   private treesValid = false;
   private treesRid = 0n;
@@ -57,7 +65,7 @@ export class Forest implements ItemSource {
   private allOwnBlkno = 0n;
   private allOwnSeq = 0n;
   private allOwnHeight = 0;
-  readonly counters = { stale: 0, refreshes: 0, treesRead: 0 };
+  readonly counters = { stale: 0, refreshes: 0, treesRead: 0, bloomSkips: 0 };
 
   constructor(
     private readonly cache: MetaCache,
@@ -87,6 +95,7 @@ export class Forest implements ItemSource {
     const nr = own === null ? -1n : own.nr;
     if (this.treesValid && this.treesRid === rid && this.treesNr === nr) return this.trees;
     const out: BtreeRootRef[] = [];
+    const blooms: { blkno: bigint; seq: bigint }[] = [];
     let key = keyPack({ zone: C.LOG_TREES_ZONE, first: 0n, type: 0, second: 0n, third: 0n, fourth: 0 });
     for (;;) {
       const it = btreeNext(this.cache, this.logsRoot, key);
@@ -95,13 +104,17 @@ export class Forest implements ItemSource {
       if (k.zone !== C.LOG_TREES_ZONE) break;
       if (it.val.length !== LogTrees.size) throw new ScoutfsError("EIO", `log_trees item of ${it.val.length} bytes`);
       const lt = LogTrees.decode(it.val);
-      if (!(own !== null && lt.rid === rid && lt.nr === nr) && lt.item_root.height > 0) out.push(copyRoot(lt.item_root));
+      if (!(own !== null && lt.rid === rid && lt.nr === nr) && lt.item_root.height > 0) {
+        out.push(copyRoot(lt.item_root));
+        blooms.push({ blkno: lt.bloom_ref.blkno, seq: lt.bloom_ref.seq });
+      }
       const nk = keySucc(it.key);
       if (nk === "") break;
       key = nk;
     }
     this.counters.treesRead++;
     this.trees = out;
+    this.treeBlooms = blooms;
     this.treesValid = true;
     this.treesRid = rid;
     this.treesNr = nr;
@@ -129,6 +142,34 @@ export class Forest implements ItemSource {
     }
     this.allOwn = ownRoot;
     this.all = t;
+    this.byLock.clear();
+    return t;
+  }
+
+  /**
+   * The trees a read of keys in [key, last] must visit: when both ends are in one lock's range,
+   * the other mounts' trees whose bloom block lacks the lock are left out.
+   */
+  private treesFor(key: PackedKey, last: PackedKey): BtreeRootRef[] {
+    const all = this.allTrees();
+    const other = this.trees;
+    if (other.length === 0) return all;
+    const ls = lockStartOf(key);
+    if (ls === null || (last !== key && lockStartOf(last) !== ls)) return all;
+    let t = this.byLock.get(ls);
+    if (t !== undefined) return t;
+    t = [all[0]!];
+    for (let i = 0; i < other.length; i++) {
+      const b = this.treeBlooms[i]!;
+      if (b.blkno !== 0n && !bloomTest(this.cache.read(b, BloomCodec), ls)) {
+        this.counters.bloomSkips++;
+        continue;
+      }
+      t.push(other[i]!);
+    }
+    for (let i = 1 + other.length; i < all.length; i++) t.push(all[i]!);
+    if (this.byLock.size >= 4096) this.byLock.clear();
+    this.byLock.set(ls, t);
     return t;
   }
 
@@ -156,7 +197,7 @@ export class Forest implements ItemSource {
   lookup(key: PackedKey): Uint8Array | null {
     return this.withRetry(() => {
       let best: BtreeItemView | null = null;
-      for (const r of this.allTrees()) best = Forest.better(best, btreeLookup(this.cache, r, key));
+      for (const r of this.treesFor(key, key)) best = Forest.better(best, btreeLookup(this.cache, r, key));
       return best && !(best.flags & C.ITEM_FLAG_DELETION) ? best.val : null;
     });
   }
@@ -169,7 +210,7 @@ export class Forest implements ItemSource {
   next(key: PackedKey, last: PackedKey): ItemRef | null {
     return this.withRetry(() => {
       if (key > last) return null;
-      const trees = this.allTrees();
+      const trees = this.treesFor(key, last);
       const n = trees.length;
       const cand: (BtreeItemView | null)[] = new Array(n);
       for (let i = 0; i < n; i++) {
@@ -202,7 +243,7 @@ export class Forest implements ItemSource {
   prev(key: PackedKey, first: PackedKey): ItemRef | null {
     return this.withRetry(() => {
       if (key < first) return null;
-      const trees = this.allTrees();
+      const trees = this.treesFor(first, key);
       const n = trees.length;
       const cand: (BtreeItemView | null)[] = new Array(n);
       for (let i = 0; i < n; i++) {

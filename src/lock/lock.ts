@@ -367,39 +367,5 @@ export class LockCache {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Lock ranges scoutfs uses (lock.c): which lock covers which items.
-
-const U64_MAX = C.U64_MAX;
-
-/** The inode group lock covering every fs item of `ino` (LOCK_INODE_GROUP_NR inodes per lock). */
-export function inodeLockRange(ino: bigint): { start: PackedKey; end: PackedKey } {
-  const mask = BigInt(C.LOCK_INODE_GROUP_NR - 1);
-  return {
-    start: keyPack({ zone: C.FS_ZONE, first: ino & ~mask, type: 0, second: 0n, third: 0n, fourth: 0 }),
-    end: keyPack({ zone: C.FS_ZONE, first: ino | mask, type: 0xff, second: U64_MAX, third: U64_MAX, fourth: 0xff }),
-  };
-}
-
-/** The global rename lock (serializes renames that move directories). */
-export function renameLockRange(): { start: PackedKey; end: PackedKey } {
-  const k = keyPack({ zone: C.LOCK_ZONE, first: 0n, type: C.RENAME_TYPE, second: 0n, third: 0n, fourth: 0 });
-  return { start: k, end: k };
-}
-
-/** Orphan items: one lock for the whole zone, taken write_only. */
-export function orphanLockRange(): { start: PackedKey; end: PackedKey } {
-  return {
-    start: keyPack({ zone: C.ORPHAN_ZONE, first: 0n, type: C.ORPHAN_TYPE, second: 0n, third: 0n, fourth: 0 }),
-    end: keyPack({ zone: C.ORPHAN_ZONE, first: 0n, type: C.ORPHAN_TYPE, second: U64_MAX, third: 0n, fourth: 0 }),
-  };
-}
-
-/** The seq index lock covering index items with `major` (LOCK_SEQ_GROUP_MASK majors per lock). */
-export function indexLockRange(type: number, major: bigint): { start: PackedKey; end: PackedKey } {
-  const mask = (1n << 10n) - 1n;
-  return {
-    start: keyPack({ zone: C.INODE_INDEX_ZONE, first: 0n, type, second: major & ~mask, third: 0n, fourth: 0 }),
-    end: keyPack({ zone: C.INODE_INDEX_ZONE, first: 0n, type, second: major | mask, third: U64_MAX, fourth: 0 }),
-  };
-}
+// Lock ranges scoutfs uses (lock.c) live with the key formats: src/format/lock-ranges.ts.
+export { inodeLockRange, renameLockRange, orphanLockRange, indexLockRange } from "../format/lock-ranges.ts";
