@@ -103,6 +103,9 @@ interface RunOpts {
   beforeWait?: () => void;
 }
 
+/** Times a data-allocating operation asks for more data blocks before its ENOSPC stands. */
+const DATA_RETRIES = 16;
+
 /** How long a lock invalidation waits for the kernel to drop its caches (see kernelInvalidate). */
 export const KERNEL_INVAL_WAIT_MS = 200;
 
@@ -177,7 +180,7 @@ export class ScoutfsFuse implements Filesystem {
   readonly attrTimeout: number;
   private readonly statfsFn: (() => StatfsReply | Promise<StatfsReply>) | undefined;
   private readonly deleteOrphansOnInit: boolean;
-  counters = { deletedInodes: 0, transactions: 0, holdWaits: 0, lockRetries: 0, lockWaits: 0, kernelInvalidations: 0 };
+  counters = { deletedInodes: 0, transactions: 0, holdWaits: 0, lockRetries: 0, lockWaits: 0, kernelInvalidations: 0, dataRefills: 0 };
 
   constructor(
     readonly baseStore: ItemStore,
@@ -615,7 +618,10 @@ export class ScoutfsFuse implements Filesystem {
 
   write(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, data: Uint8Array, writeFlags = 0): number | Promise<number> {
     let buf = data;
-    return this.run([toIno(nodeid)], true, () => this.tx((tx, now) => {
+    const copy = () => {
+      if (buf === data) buf = new Uint8Array(data);
+    };
+    return this.withDataRetry(copy, () => this.run([toIno(nodeid)], true, () => this.tx((tx, now) => {
       const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
       if (isDir(i.v.mode)) fsFail("EISDIR", "write to a directory");
       xattrKillPriv(tx, i, (writeFlags & FUSE_WRITE_KILL_SUIDGID) !== 0, now);
@@ -625,10 +631,40 @@ export class ScoutfsFuse implements Filesystem {
     }), {
       admit: true,
       // `data` views the request buffer, reused while we wait
-      beforeWait: () => {
-        if (buf === data) buf = new Uint8Array(data);
-      },
-    });
+      beforeWait: copy,
+    }));
+  }
+
+  /**
+   * Run a data-allocating operation; when it fails with ENOSPC while the store may still get
+   * data blocks (ItemStore.moreData: a mount holds only its share of the free space, refilled
+   * by the server at a commit), get more and run it again. `beforeWait` copies arguments that
+   * view the request buffer.
+   */
+  private withDataRetry<T>(beforeWait: () => void, attempt: () => T | Promise<T>, tries = 0): T | Promise<T> {
+    const store = this.baseStore;
+    if (store.moreData === undefined) return attempt();
+    const retry = (e: unknown): Promise<T> => {
+      if (!(e instanceof FuseError) || e.code !== "ENOSPC" || tries >= DATA_RETRIES) throw e;
+      beforeWait();
+      this.counters.dataRefills++;
+      return store.moreData!().then(
+        (more) => {
+          if (!more) throw e;
+          return this.withDataRetry(beforeWait, attempt, tries + 1);
+        },
+        () => {
+          throw e;
+        },
+      );
+    };
+    let r: T | Promise<T>;
+    try {
+      r = attempt();
+    } catch (e) {
+      return retry(e);
+    }
+    return r instanceof Promise ? r.catch(retry) : r;
   }
 
   // No flush(): FLUSH would do nothing here (POSIX locks are the kernel's own, there is no
@@ -644,7 +680,7 @@ export class ScoutfsFuse implements Filesystem {
   }
 
   fallocate(ctx: RequestContext, nodeid: number, _fh: number, offset: number, length: number, mode: number): void | Promise<void> {
-    return this.run([toIno(nodeid)], true, () => {
+    return this.withDataRetry(() => {}, () => this.run([toIno(nodeid)], true, () => {
       this.tx((tx, now) => {
         const i = inodeGet(tx.w, toIno(nodeid), tx.fmtVers);
         if (!isReg(i.v.mode)) fsFail(isDir(i.v.mode) ? "EISDIR" : "ENODEV", "fallocate of a non-file");
@@ -653,7 +689,7 @@ export class ScoutfsFuse implements Filesystem {
         const changed = dataFallocate(tx, i, offset, length, mode, now);
         inodeSave(tx, i, { data: changed });
       });
-    }, { admit: true });
+    }, { admit: true }));
   }
 
   lseek(_ctx: RequestContext, nodeid: number, _fh: number, offset: number, whence: number): number | Promise<number> {
@@ -673,7 +709,7 @@ export class ScoutfsFuse implements Filesystem {
     flags: number,
   ): number | Promise<number> {
     if (flags !== 0) throw new FuseError("EINVAL");
-    return this.run([toIno(nodeIn), toIno(nodeOut)], true, () => this.tx((tx, now) => {
+    return this.withDataRetry(() => {}, () => this.run([toIno(nodeIn), toIno(nodeOut)], true, () => this.tx((tx, now) => {
       const src = inodeGet(tx.w, toIno(nodeIn), tx.fmtVers);
       const dst = nodeOut === nodeIn ? src : inodeGet(tx.w, toIno(nodeOut), tx.fmtVers);
       if (isDir(src.v.mode) || isDir(dst.v.mode)) fsFail("EISDIR", "copy of a directory");
@@ -685,7 +721,7 @@ export class ScoutfsFuse implements Filesystem {
       const n = dataWrite(tx, dst, offOut, data, now);
       inodeSave(tx, dst, { data: true });
       return n;
-    }), { admit: true });
+    }), { admit: true }));
   }
 
   statfs(): StatfsReply | Promise<StatfsReply> {

@@ -371,6 +371,16 @@ export class ClientStore implements ItemStore {
     };
   }
 
+  /** ItemStore.moreData: commit (the server refills data_avail) and say whether we got more. */
+  async moreData(): Promise<boolean> {
+    await this.commit(true);
+    await this.settle();
+    return this.lastDataRefill > 0n;
+  }
+
+  /** Data blocks the server added to data_avail at the last commit (what moreData reports). */
+  private lastDataRefill = 0n;
+
   /** Data blocks allocated since the last commit: the server's statfs does not know of them yet. */
   get uncommittedDataBlocks(): bigint {
     let n = 0n;
@@ -508,6 +518,7 @@ export class ClientStore implements ItemStore {
       await this.client.commitLogTrees(this.lt);
       durable();
       const next = await this.client.getLogTrees();
+      this.lastDataRefill = next.data_avail.total_len - this.lt.data_avail.total_len;
       await this.fetchRoots();
       this.lt = next;
       this.rebuildDataView();

@@ -72,6 +72,12 @@ export interface ItemStore {
    * (unlink, rmdir, removexattr) and may use a last reserve. Stores without a limit omit it.
    */
   hold?(freeing?: boolean): Promise<void> | null;
+  /**
+   * Optional: data allocation failed with ENOSPC; get more data blocks if the volume has any
+   * (a mount's store holds only its share, refilled by the server at a commit). Resolves true
+   * when there are more to try with now, false when the data device is full.
+   */
+  moreData?(): Promise<boolean>;
   /** Commit everything changed so far and wait until it is durable. */
   sync(): Promise<void>;
   /** Format version of the volume (inode value size, v2 features). */
