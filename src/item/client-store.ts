@@ -77,6 +77,12 @@ export const CLIENT_DIRTY_BYTES_COMMIT = 16 << 20;
  * operation's items.
  */
 export const CLIENT_META_RESERVE_BLOCKS = 64;
+/** hold() asks the server for room (an empty commit) at most this often before ENOSPC. */
+export const CLIENT_ROOM_ASK_MS = 1000;
+/** A removal refused metadata room keeps asking this long before ENOSPC. */
+export const CLIENT_FREEING_WAIT_MS = 5000;
+/** hold() asks for more data blocks when fewer than this (one 1 MiB write) are left. */
+export const CLIENT_DATA_REFILL_BLOCKS = 256n;
 const EMPTY = new Uint8Array(0);
 
 export class ClientStore implements ItemStore {
@@ -201,9 +207,11 @@ export class ClientStore implements ItemStore {
    * May a transaction start now (scoutfs trans.c hold_trans)? null: yes. A promise: a commit has
    * to make room first (the dirty items could not all be written with the metadata blocks left in
    * this transaction's meta_avail); the caller waits for it and asks again. ENOSPC: nothing is
-   * dirty and meta_avail still has less than the reserve — the server could not refill it, the
-   * metadata device is full. Without this a full device let operations succeed whose items no
-   * commit could ever write (every later commit failed, and they were lost at unmount).
+   * dirty and meta_avail still has less than the reserve — the server could not refill it even
+   * when asked again (at most every CLIENT_ROOM_ASK_MS; removals keep asking for up to
+   * CLIENT_FREEING_WAIT_MS), the metadata device is full. Without this a full device let
+   * operations succeed whose items no commit could ever write (every later commit failed, and
+   * they were lost at unmount). Every wait is bounded: a full device never loops an operation.
    */
   hold(freeing = false): Promise<void> | null {
     if (this.failed) throw this.failed;
@@ -211,22 +219,97 @@ export class ClientStore implements ItemStore {
     // removals keep working on a full device with a smaller reserve: they are how room comes back
     const reserve = freeing ? CLIENT_META_RESERVE_BLOCKS / 4 : CLIENT_META_RESERVE_BLOCKS;
     // a burst of creates may use up the inode range before the next one arrives: wait for it
-    // rather than fail allocIno() with a transient ENOSPC
-    if (!freeing && !this.inoExhausted && this.inoNextRange === null && this.inoEnd - this.inoNext < CLIENT_INO_HOLD_LOW) {
+    // rather than fail allocIno() with a transient ENOSPC (once: a fetch that failed is not
+    // waited for again until one succeeds, so a server that cannot answer never loops us)
+    if (!freeing && !this.inoExhausted && this.inoFetchFailed === null && this.inoNextRange === null && this.inoEnd - this.inoNext < CLIENT_INO_HOLD_LOW) {
       this.fetchInodes();
       if (this.inoFetching !== null) {
         this.counters.holdWaits++;
         return this.inoFetching;
       }
     }
-    if (this.commitBlocksEstimate() <= this.lt.meta_avail.first_nr - reserve) return null;
-    if (!this.dirty && this.committing === null) {
-      this.counters.metaEnospc++;
-      throw new ScoutfsError("ENOSPC", `metadata device full: ${this.lt.meta_avail.first_nr} metadata blocks left for this mount`);
+    // data blocks: ask the server for more (a commit refills data_avail) before they run out
+    if (!freeing && this.dataRefillWanted()) {
+      this.counters.holdWaits++;
+      // a commit under way refills too: wait for it; else commit, even with nothing dirty
+      if (this.committing !== null) return this.settle();
+      const left = this.dataLeft();
+      this.dataAskedAt = performance.now();
+      // (commit() returns once the commit is durable; the refill comes with its get_log_trees)
+      return this.commit(true)
+        .then(() => this.settle())
+        .then(() => {
+          // nothing came: remember, so that we do not ask again at once (dataRefillWanted)
+          this.dataAskedWith = this.dataLeft() > left ? -1n : left;
+        });
     }
-    this.counters.holdWaits++;
-    return this.commit(false);
+    if (this.commitBlocksEstimate() <= this.lt.meta_avail.first_nr - reserve) {
+      this.freeingRefusedAt = null;
+      return null;
+    }
+    if (this.dirty || this.committing !== null) {
+      // the commit writes what is dirty and brings a refilled meta_avail; then ask again
+      this.counters.holdWaits++;
+      return this.commit(false);
+    }
+    // Nothing to commit and too few blocks. Room may have come back since our last commit (a
+    // merge freed trees, another mount left): ask the server once — an empty commit is a
+    // get_log_trees, which refills — but at most every CLIENT_ROOM_ASK_MS, so operations on a
+    // full device get ENOSPC after one round trip at most, never an endless retry.
+    const now = performance.now();
+    if (now - this.roomAskedAt >= CLIENT_ROOM_ASK_MS) {
+      this.roomAskedAt = now;
+      this.counters.holdWaits++;
+      return this.commit(true).then(() => this.settle());
+    }
+    // a removal waits a little longer (asking every second): the server starts a merge when it
+    // refuses a mount room, and the merge applies deletions and frees the merged trees
+    if (freeing) {
+      this.freeingRefusedAt ??= now;
+      if (now - this.freeingRefusedAt < CLIENT_FREEING_WAIT_MS) {
+        this.counters.holdWaits++;
+        return Bun.sleep(this.roomAskedAt + CLIENT_ROOM_ASK_MS - now);
+      }
+    }
+    this.counters.metaEnospc++;
+    throw new ScoutfsError("ENOSPC", `metadata device full: ${this.lt.meta_avail.first_nr} metadata blocks left for this mount`);
   }
+
+  /**
+   * scoutfs trans.c commit_before_hold: commit (the next get_log_trees refills data_avail) when
+   * the data blocks left are under a quarter of what the last refill left us (the server tops a
+   * mount up once it holds less than half of what it would give, at most 1 GiB of its 4 GiB),
+   * or under one largest write (CLIENT_DATA_REFILL_BLOCKS) — unless the server flagged
+   * data_avail LOW (it has no more to give), or a refill asked for in the last
+   * CLIENT_ROOM_ASK_MS brought nothing and we have not used half of what was left then (the
+   * server's threshold was not reached: asking again at once would loop).
+   */
+  private dataRefillWanted(): boolean {
+    if ((this.lt.data_avail.flags & C.ALLOC_FLAG_LOW) !== 0) return false;
+    const left = this.dataLeft();
+    if (left >= CLIENT_DATA_REFILL_BLOCKS && left * 4n >= this.dataGiven) return false;
+    // after an ask that brought nothing, ask again only once half of what was left then is used
+    return this.dataAskedWith < 0n || left * 2n <= this.dataAskedWith || performance.now() - this.dataAskedAt >= CLIENT_ROOM_ASK_MS;
+  }
+
+  /** Data blocks left in our view of data_avail. */
+  private dataLeft(): bigint {
+    let n = 0n;
+    for (const e of this.dataView) n += e.len;
+    return n;
+  }
+
+  /** Data blocks left right after the last refill (rebuildDataView), and the last ask (dataRefillWanted). */
+  private dataGiven = 0n;
+  private dataAskedWith = -1n;
+  private dataAskedAt = -Infinity;
+
+  /** When hold() last asked the server for room with an empty commit (performance.now()). */
+  private roomAskedAt = -Infinity;
+  /** When a removal was first refused room since one was last admitted. */
+  private freeingRefusedAt: number | null = null;
+  /** The last alloc_inodes failed (cleared by the next that succeeds). */
+  private inoFetchFailed: unknown = null;
 
   /**
    * Metadata blocks a commit of the dirty items could need: a new copy of every block on the
@@ -287,10 +370,14 @@ export class ClientStore implements ItemStore {
     this.inoFetching = this.client
       .allocInodes(this.inoBatch)
       .then((r) => {
+        this.inoFetchFailed = null;
         if (r.nr > 0n) this.inoNextRange = r;
         else this.inoExhausted = true;
       })
-      .catch((err) => (this.lastCommitError = err))
+      .catch((err) => {
+        this.inoFetchFailed = err;
+        this.lastCommitError = err;
+      })
       .finally(() => (this.inoFetching = null));
   }
 
@@ -434,6 +521,7 @@ export class ClientStore implements ItemStore {
       view = out;
     }
     this.dataView = view;
+    this.dataGiven = this.dataLeft();
   }
 
   private dataAvail(): ExtentAlloc {

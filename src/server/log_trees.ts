@@ -9,8 +9,11 @@
  * transactions — never while the mount is using them:
  *   - meta_freed and data_freed were freed by commits that are already durable (commit_log_trees
  *     is committed before it is answered), so they go straight back to meta_alloc / data_alloc;
- *   - meta_avail is refilled from meta_alloc to `metaTarget` when it is under `metaLo`, data_avail
- *     from data_alloc to `dataTarget` when under `dataLo`; the LOW flags say the volume could not.
+ *   - meta_avail is refilled from meta_alloc to `metaTarget` when it is under `metaLo` — but only
+ *     from what meta_alloc holds beyond the server's reserve (half of that at most while other
+ *     mounts are open), and at least what the mount's last commit freed (trans.ts fillList) — and
+ *     data_avail from data_alloc towards a share of what is free; the LOW flags say the server is
+ *     into its reserve (meta) or has no data blocks left.
  *
  * Transaction seqs: get_log_trees gives the tree a new get_trans_seq (the mount's transaction is
  * open); commit_log_trees stores the mount's item with commit_trans_seq = get_trans_seq (closed).
@@ -26,7 +29,7 @@
  */
 import { btreeDelete, btreeForce, btreeLookup, btreeNext, btreePrev, btreeWalkNodes } from "../btree/cow.ts";
 import { LogTrees } from "../format/log_trees.ts";
-import { emptyListHead } from "../alloc/list.ts";
+import { ListAlloc, emptyListHead } from "../alloc/list.ts";
 import * as C from "../format/constants.ts";
 import { PACKED_KEY_MIN } from "../format/key.ts";
 import { ScoutfsError } from "../util/errors.ts";
@@ -40,7 +43,7 @@ export interface LogTreesFill {
   dataTarget: bigint;
 }
 
-/** The smallest data fill worth a refill (1 MiB): near the end of the device, all that is left. */
+/** One largest write (1 MiB): a mount holding less is topped up; it gets at least twice this. */
 const DATA_SHARE_MIN_BLOCKS = 256n;
 
 export function emptyAllocRoot(): LogTrees["data_avail"] {
@@ -132,25 +135,31 @@ export class ServerLogTrees {
   /** Reclaim durable frees and refill the avail allocators of a mount's tree (in place). */
   refill(w: ServerWriter, lt: LogTrees): void {
     const t = this.t;
-    t.reclaimList(w, lt.meta_freed);
+    // everything the mount's last commit freed comes back to it, the freed list's own blocks too
+    const freedListBlocks = lt.meta_freed.ref.blkno === 0n ? 0 : ListAlloc.listBlknos(t.cache, lt.meta_freed).listBlocks.length;
+    const returned = t.reclaimList(w, lt.meta_freed) + freedListBlocks;
     t.drainExtents(w, t.dataExtents(t.sup.data_alloc), t.dataExtents(lt.data_freed));
-    t.fillList(w, lt.meta_avail, this.fill.metaLo, this.fill.metaTarget);
-    const metaFree = t.sup.meta_alloc.reduce((n, r) => n + r.total_len, 0n);
-    if (metaFree < BigInt(this.fill.metaTarget)) lt.meta_avail.flags |= C.ALLOC_FLAG_LOW;
+    const shared = this.lastPerRid().some((o) => o.rid !== lt.rid && !ltIsFinalized(o));
+    t.fillList(w, lt.meta_avail, this.fill.metaLo, this.fill.metaTarget, shared, returned);
+    // LOW: the server is into its reserve (scoutfs sets it when meta_alloc is within its reserved
+    // blocks); the mount may only use what its list holds now
+    if (t.metaAllocFree() <= t.reserve.keep + BigInt(this.fill.metaTarget)) lt.meta_avail.flags |= C.ALLOC_FLAG_LOW;
     else lt.meta_avail.flags &= ~C.ALLOC_FLAG_LOW;
     // scoutfs fills every mount to 4 GiB of data blocks; on a volume not much bigger than that the
     // first mount would hold all the free space and the others get ENOSPC from their first
     // write. So a mount is given at most a quarter of what is free (it asks again, after its
-    // next commit, once it is under half of that).
+    // next commit, once it is under half of that) — but at least two of its largest writes, and
+    // it is always topped up when it holds less than one (1 MiB): near the end of the device a
+    // write must not fail while the server still has the blocks for it (ClientStore.hold asks).
     const free = t.sup.data_alloc.total_len;
     let share = free / 4n;
-    if (share < DATA_SHARE_MIN_BLOCKS) share = free < DATA_SHARE_MIN_BLOCKS ? free : DATA_SHARE_MIN_BLOCKS;
+    if (share < 2n * DATA_SHARE_MIN_BLOCKS) share = 2n * DATA_SHARE_MIN_BLOCKS;
     const dataTarget = share < this.fill.dataTarget ? share : this.fill.dataTarget;
     let dataLo = this.fill.dataLo < dataTarget / 2n ? this.fill.dataLo : dataTarget / 2n;
-    // an empty data_avail is always refilled, even when all that is left is a single block
-    if (dataLo === 0n) dataLo = 1n;
+    if (dataLo < DATA_SHARE_MIN_BLOCKS) dataLo = DATA_SHARE_MIN_BLOCKS < dataTarget ? DATA_SHARE_MIN_BLOCKS : dataTarget;
     t.fillExtents(w, t.dataExtents(lt.data_avail), t.dataExtents(t.sup.data_alloc), dataLo, dataTarget);
-    if (lt.data_avail.total_len < this.fill.dataLo) lt.data_avail.flags |= C.ALLOC_FLAG_LOW;
+    // LOW: the server has no more data blocks to give; the mount stops asking (ClientStore.hold)
+    if (t.sup.data_alloc.total_len === 0n && lt.data_avail.total_len < this.fill.dataLo) lt.data_avail.flags |= C.ALLOC_FLAG_LOW;
     else lt.data_avail.flags &= ~C.ALLOC_FLAG_LOW;
   }
 

@@ -28,6 +28,7 @@ import { btreeDelete, btreeForce, btreeLookup, btreeNext } from "../btree/cow.ts
 import { PACKED_KEY_MIN, type PackedKey } from "../format/key.ts";
 import * as C from "../format/constants.ts";
 import { assert } from "../util/assert.ts";
+import { ScoutfsError } from "../util/errors.ts";
 import type { LogTrees } from "../format/log_trees.ts";
 import { ltIsFinalized, ltIsUnopened, type ServerLogTrees } from "./log_trees.ts";
 import type { ServerTrans } from "./trans.ts";
@@ -36,6 +37,8 @@ import type { ServerTrans } from "./trans.ts";
 export const MERGE_ITEMS_PER_TRANS = 4000;
 /** Tree blocks freed per server transaction at most (the freed list's first block must hold them). */
 export const MERGE_FREE_BLOCKS_PER_TRANS = 4000;
+/** Leaf space of an item beyond its value, at most (56-byte header, 27-byte key, slack). */
+const MERGE_ITEM_OVERHEAD_BYTES = 128;
 
 export interface MergeOptions {
   /** A round waits this long for every mount to finalize before giving up. */
@@ -154,13 +157,63 @@ export class ServerMerge {
     this.endRound();
   }
 
+  /**
+   * Blocks merging `roots` can add to fs_root for good (an upper bound): a leaf per half leaf of
+   * the items it adds — versions of keys fs_root does not hold yet — and their parents.
+   * Replacements and deletions need only copy-on-write room, which each merge transaction's
+   * commit gives back to the next one. Reads only.
+   */
+  private growthBlocks(roots: LogTrees["item_root"][]): number {
+    let bytes = 0;
+    let from: PackedKey | null = PACKED_KEY_MIN;
+    while (from !== null) {
+      let best: { key: PackedKey; seq: bigint; flags: number; len: number } | null = null;
+      for (const r of roots) {
+        const it = btreeNext(this.t.cache, r, from);
+        if (!it) continue;
+        if (!best || it.key < best.key || (it.key === best.key && it.seq >= best.seq)) best = { key: it.key, seq: it.seq, flags: it.flags, len: it.val.length };
+      }
+      if (!best) break;
+      if ((best.flags & C.ITEM_FLAG_DELETION) === 0 && !btreeLookup(this.t.cache, this.t.sup.fs_root, best.key)) bytes += best.len + MERGE_ITEM_OVERHEAD_BYTES;
+      from = keySuccessor(best.key);
+    }
+    const leaves = Math.ceil(bytes / (C.BLOCK_LG_SIZE / 2));
+    return leaves + Math.ceil(leaves / 8) + this.t.sup.fs_root.height + 1;
+  }
+
+  /**
+   * Refuse (ENOSPC) a merge that could not finish in the server's room above its floor: started
+   * anyway it would stop half-way with the reserve spent on copies in fs_root, while the merged
+   * trees — whose blocks only a finished merge frees — still hold theirs, and no later merge
+   * could start. The trees stay for a later round (after removals, or when mounts give room back).
+   */
+  private checkRoom(inputs: LogTrees[]): void {
+    const r = this.t.reserve;
+    const sup = this.t.sup;
+    const room = BigInt(sup.server_meta_avail[0]!.first_nr) + this.t.metaAllocFree() - r.floor - BigInt(2 * r.transReserve);
+    // more room than all the blocks in use (a roomy device): nothing to count
+    let free = this.t.metaAllocFree();
+    for (const h of [...sup.server_meta_avail, ...sup.server_meta_freed]) free += h.total_nr;
+    for (const lt of this.lts.all()) free += lt.meta_avail.total_nr + lt.meta_freed.total_nr;
+    if (room >= sup.total_meta_blocks - free) return;
+    let worst = 0;
+    for (const lt of inputs) worst += this.lts.treeBlocks(lt);
+    if (BigInt(worst) <= room) return;
+    const need = this.growthBlocks(inputs.map((lt) => lt.item_root));
+    if (BigInt(need) <= room) return;
+    throw new ScoutfsError("ENOSPC", `merging ${inputs.length} log trees needs up to ${need} metadata blocks, the server has ${room} to spare`);
+  }
+
   /** Fold `inputs` into fs_root, then free them. Yields between transactions. */
   private async merge(inputs: LogTrees[]): Promise<void> {
+    this.checkRoom(inputs);
     const roots = inputs.map((lt) => lt.item_root);
     let cursor: PackedKey | null = PACKED_KEY_MIN;
     while (cursor !== null) {
       cursor = this.t.transact("merge items", (w) => {
         let from: PackedKey | null = cursor;
+        // no room to merge even one item: give up (ENOSPC) rather than retry empty transactions
+        if (this.t.low(w)) throw new ScoutfsError("ENOSPC", "no metadata room left for merging into fs_root");
         for (let n = 0; from !== null && n < MERGE_ITEMS_PER_TRANS && !this.t.low(w); n++) {
           let best: { key: PackedKey; seq: bigint; flags: number; val: Uint8Array } | null = null;
           for (const r of roots) {

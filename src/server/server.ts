@@ -63,6 +63,8 @@ export const SERVER_DATA_FILL_LO = (1n << 30n) >> BigInt(C.BLOCK_SM_SHIFT);
 export const SERVER_MERGE_COMMITS = 64;
 export const SERVER_MERGE_INTERVAL_MS = 30_000;
 export const SERVER_MERGE_ROUND_TIMEOUT_MS = 10_000;
+/** A mount refused metadata room starts a merge round at most this often (mergeForRoom). */
+export const SERVER_MERGE_FOR_ROOM_MS = 1000;
 export const SERVER_LOCK_RECOVERY_TIMEOUT_MS = 30_000;
 
 export interface ServerOptions {
@@ -107,6 +109,11 @@ export class Server {
   readonly net: NetServer;
   private readonly log: (msg: string) => void;
   private commitsSinceMerge = 0;
+  /** Metadata blocks the mounts' trees grew by since the last merge round started (mergeForRoom). */
+  private metaGrowthSinceMerge = 0n;
+  /** When the last merge round started, and the refused fills counted then (mergeForRoom). */
+  private mergeStartedAt = -Infinity;
+  private refusedAtMerge = 0;
   private mergeTimer: ReturnType<typeof setInterval> | undefined;
   private recoveryTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly recovering = new Set<bigint>();
@@ -339,6 +346,7 @@ export class Server {
       this.lts.put(w, lt);
       return lt;
     });
+    if (this.mergeForRoom()) this.requestMerge();
     return LogTrees.encode(lt);
   }
 
@@ -354,9 +362,13 @@ export class Server {
       lt.commit_trans_seq = lt.get_trans_seq;
       lt.flags = exist.flags;
       this.lts.put(w, lt);
+      // blocks the mount's trees grew by in this transaction: used from its list, less its frees
+      const used = exist.meta_avail.total_nr - lt.meta_avail.total_nr;
+      const freed = lt.meta_freed.total_nr - exist.meta_freed.total_nr;
+      this.metaGrowthSinceMerge += used - freed;
     });
     this.counters.commitLogTrees++;
-    if (++this.commitsSinceMerge >= (this.o.mergeCommits ?? SERVER_MERGE_COMMITS)) this.requestMerge();
+    if (++this.commitsSinceMerge >= (this.o.mergeCommits ?? SERVER_MERGE_COMMITS) || this.mergeForRoom()) this.requestMerge();
     return new Uint8Array(0);
   }
 
@@ -421,8 +433,31 @@ export class Server {
   /** Start a merge round now (if none is under way); see merge.ts. */
   requestMerge(): boolean {
     const started = this.merge.requestMerge();
-    if (started) this.commitsSinceMerge = 0;
+    if (started) {
+      this.commitsSinceMerge = 0;
+      this.metaGrowthSinceMerge = 0n;
+      this.mergeStartedAt = performance.now();
+      this.refusedAtMerge = this.t.counters.mountFillsRefused;
+    }
     return started;
+  }
+
+  /**
+   * Merge early when metadata room is short (docs/cluster.md, "Metadata space"):
+   * - a merge needs new fs_root blocks for what the merged trees hold before it frees them, so
+   *   on a nearly full device unmerged trees must stay small enough for the server's reserve to
+   *   absorb, or no merge could ever finish. Once meta_alloc holds less than four times the
+   *   server's list target beyond its reserve, a round starts whenever the mounts' trees have
+   *   grown by half that target since the last one;
+   * - a mount was refused room (nothing beyond the reserve): merging is how room comes back —
+   *   deletion items are applied and the merged trees freed — so a round starts, at most every
+   *   SERVER_MERGE_FOR_ROOM_MS (a full device with nothing to merge must not loop rounds).
+   */
+  private mergeForRoom(): boolean {
+    const r = this.t.reserve;
+    const tight = this.t.metaAllocFree() < r.keep + BigInt(4 * r.ownTarget);
+    if (tight && this.metaGrowthSinceMerge >= BigInt(r.ownTarget >> 1)) return true;
+    return this.t.counters.mountFillsRefused > this.refusedAtMerge && performance.now() - this.mergeStartedAt >= SERVER_MERGE_FOR_ROOM_MS;
   }
 
   private mergeTick(): void {

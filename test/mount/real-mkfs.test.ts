@@ -3,9 +3,7 @@
 // it serves files, keeps them across a remount, and filling its data device gives ENOSPC with
 // nothing already written lost (also after a remount), and space comes back after unlink.
 //
-// The other real-mkfs fixtures (64-80 MiB metadata devices) cannot be mounted yet: the real mkfs
-// puts their first 1024 free blocks in server_meta_avail and leaves meta_alloc with 1-249
-// blocks, which is not enough to give a mount its metadata allocator (get_log_trees: ENOSPC).
+// The small real-mkfs fixtures (64-80 MiB metadata devices) are mounted by real-mkfs-small.test.ts.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
