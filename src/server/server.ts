@@ -118,7 +118,7 @@ export class Server {
   private recoveryTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly recovering = new Set<bigint>();
   private closed = false;
-  readonly counters = { greetings: 0, allocInodes: 0, getLogTrees: 0, commitLogTrees: 0, farewells: 0, departed: 0 };
+  readonly counters = { greetings: 0, allocInodes: 0, getLogTrees: 0, commitLogTrees: 0, farewells: 0, departed: 0, preOpened: 0 };
 
   private constructor(private readonly o: ServerOptions) {
     this.log = o.log ?? (() => {});
@@ -332,6 +332,12 @@ export class Server {
         await this.merge.waitForCut();
       }
     }
+    // the transaction its commit_log_trees opened (or a resend after failover): nothing to commit
+    const open = this.lts.findLast(rid);
+    if (open && ltIsOpen(open)) {
+      if (this.mergeForRoom()) this.requestMerge();
+      return LogTrees.encode(open);
+    }
     const lt = this.t.transact("get log trees", (w) => {
       let lt = this.lts.findLast(rid);
       if (lt && ltIsOpen(lt)) return lt; // a resend after failover: the transaction is open already
@@ -357,15 +363,27 @@ export class Server {
       const exist = this.lts.lookup(lt.rid, lt.nr);
       if (!exist) throw new ScoutfsError("EIO", `commit_log_trees for missing log trees ${lt.rid.toString(16)}.${lt.nr}`);
       if (ltIsFinalized(exist)) throw new ScoutfsError("EIO", `commit_log_trees for finalized log trees ${lt.rid.toString(16)}.${lt.nr}`);
+      // already committed (resent): the next transaction may have been opened by it too
+      if (exist.commit_trans_seq === lt.get_trans_seq) return;
       if (exist.get_trans_seq !== lt.get_trans_seq) throw new ScoutfsError("EIO", `commit_log_trees get_trans_seq ${lt.get_trans_seq} != ${exist.get_trans_seq}`);
-      if (exist.commit_trans_seq === lt.get_trans_seq) return; // already committed (resent)
       lt.commit_trans_seq = lt.get_trans_seq;
       lt.flags = exist.flags;
-      this.lts.put(w, lt);
       // blocks the mount's trees grew by in this transaction: used from its list, less its frees
       const used = exist.meta_avail.total_nr - lt.meta_avail.total_nr;
       const freed = lt.meta_freed.total_nr - exist.meta_freed.total_nr;
       this.metaGrowthSinceMerge += used - freed;
+      // Open the mount's next transaction in this same server commit: its get_log_trees, which
+      // follows at once, then answers without a commit of its own (scoutfs commits twice; every
+      // server commit is two device flushes). Reclaiming what this commit freed in the commit
+      // that records it is atomic: the tree stops referencing the blocks in the same step in
+      // which they become free. Not while a merge round waits for trees to be finalized: then
+      // get_log_trees finalizes this one first, as before.
+      if (!this.merge.inRound) {
+        this.lts.refill(w, lt);
+        lt.get_trans_seq = this.t.nextSeq();
+        this.counters.preOpened++;
+      }
+      this.lts.put(w, lt);
     });
     this.counters.commitLogTrees++;
     if (++this.commitsSinceMerge >= (this.o.mergeCommits ?? SERVER_MERGE_COMMITS) || this.mergeForRoom()) this.requestMerge();
