@@ -374,13 +374,17 @@ export class MetaCache {
   }
 
   /**
-   * Commit the transaction: dirty blocks, flush, the root that references them, flush. On an
+   * Commit the transaction: dirty blocks, flush, the root that references them (if any), flush. On an
    * error the dirty blocks stay dirty (nothing is marked clean) so the caller may retry or abort.
    */
-  commit(writeRoot: () => void): void {
+  commit(writeRoot: (() => void) | null): void {
     this.writeDirty();
-    writeRoot();
-    this.dev.sync();
+    // a commit whose root lives elsewhere (a mount's log tree, recorded by the server) has no
+    // root to write here: the flush in writeDirty already made its blocks durable
+    if (writeRoot !== null) {
+      writeRoot();
+      this.dev.sync();
+    }
     // everything written is now the committed state: the dirty objects become clean cache entries
     for (const e of this.dirty.values()) this.insertClean(e);
     this.dirty.clear();

@@ -32,16 +32,16 @@ function sameGroup(a: PackedKey, b: PackedKey): boolean {
 }
 
 /** Lock ranges of recently used groups: inodeLockRange packs two keys with bigint arithmetic. */
-const rangeCache = new Map<bigint, { start: PackedKey; end: PackedKey }>();
+const rangeCache = new Map<number, { start: PackedKey; end: PackedKey }>();
 const RANGE_CACHE_MAX = 4096;
-const GROUP_LOW_MASK = BigInt(LOCK_INODE_GROUP_NR - 1);
 
 function groupRange(ino: bigint): { start: PackedKey; end: PackedKey } {
-  const g = ino & ~GROUP_LOW_MASK;
+  // inode numbers stay below 2^53 (fs/fuse.ts node ids): a number key hashes much faster
+  const g = Math.floor(Number(ino) / LOCK_INODE_GROUP_NR);
   let r = rangeCache.get(g);
   if (r === undefined) {
     if (rangeCache.size >= RANGE_CACHE_MAX) rangeCache.clear();
-    r = inodeLockRange(g);
+    r = inodeLockRange(ino);
     rangeCache.set(g, r);
   }
   return r;

@@ -589,7 +589,7 @@ export class ClientStore implements ItemStore {
       const freed = this.dataFreed();
       for (const f of frees) freed.insert(w, f.start, f.len);
       if (this.dataWritten) this.dataDev.sync();
-      this.cache.commit(() => {});
+      this.cache.commit(null);
     } catch (err) {
       this.cache.discardDirty();
       this.lt = LogTrees.decode(saved);
