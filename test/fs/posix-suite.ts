@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { E, O_TMPFILE, sh, sys } from "../fuse/helpers.ts";
 import { PAGE_BYTES, withMapping } from "./mmap.ts";
 import { rng } from "../helpers/rng.ts";
+import { expectPrivilegesRemoved } from "../helpers/privs.ts";
 
 export interface MountBackend {
   /** "standalone" (serve.ts) or "node" (scoutfs mount). */
@@ -316,51 +317,7 @@ export function posixSuite(title: string, b: MountBackend): void {
       });
 
       test("privileges go as the kernel removes them: setuid/setgid on write, truncate, O_TRUNC, chown; capabilities on any write", () => {
-        const d = dir();
-        const mode = (p: string) => fs.statSync(p).mode & 0o7777;
-        const mk = (name: string, m: number): string => {
-          const p = path.join(d, name);
-          fs.writeFileSync(p, "data");
-          fs.chmodSync(p, m);
-          return p;
-        };
-        // a writer without CAP_FSETID: setuid goes, setgid too when group-executable
-        const w1 = mk("w1", 0o6777);
-        expect(sh(`echo x >> ${w1}`, "nobody").code).toBe(0);
-        expect(mode(w1)).toBe(0o777);
-        const w2 = mk("w2", 0o6767);
-        expect(sh(`echo x >> ${w2}`, "nobody").code).toBe(0);
-        expect(mode(w2)).toBe(0o2767);
-        // root keeps them
-        const w3 = mk("w3", 0o6777);
-        fs.appendFileSync(w3, "x");
-        expect(mode(w3)).toBe(0o6777);
-        const t1 = mk("t1", 0o4777);
-        expect(sh(`truncate -s 1 ${t1}`, "nobody").code).toBe(0);
-        expect(mode(t1)).toBe(0o777);
-        expect(fs.readFileSync(t1, "utf8")).toBe("d");
-        const t2 = mk("t2", 0o4777);
-        expect(sh(`echo y > ${t2}`, "nobody").code).toBe(0);
-        expect(mode(t2)).toBe(0o777);
-        expect(fs.readFileSync(t2, "utf8")).toBe("y\n");
-        const t3 = mk("t3", 0o4777);
-        fs.truncateSync(t3, 0);
-        expect(sh(`echo z > ${t3}`, "nobody").code).toBe(0);
-        expect(mode(t3)).toBe(0o777);
-        // chown clears them even for root
-        const c1 = mk("c1", 0o6777);
-        fs.chownSync(c1, 1000, 1000);
-        expect(mode(c1)).toBe(0o777);
-        // file capabilities go on any write, even root's
-        const cap = mk("cap", 0o755);
-        if (Bun.spawnSync(["setcap", "cap_net_raw+ep", cap]).exitCode === 0) {
-          expect(Bun.spawnSync(["getcap", cap]).stdout.toString()).toContain("cap_net_raw");
-          fs.appendFileSync(cap, "x");
-          expect(Bun.spawnSync(["getcap", cap]).stdout.toString()).not.toContain("cap_net_raw");
-          expect(Bun.spawnSync(["setcap", "cap_net_raw+ep", cap]).exitCode).toBe(0);
-          fs.truncateSync(cap, 1);
-          expect(Bun.spawnSync(["getcap", cap]).stdout.toString()).not.toContain("cap_net_raw");
-        }
+        expectPrivilegesRemoved(dir());
       });
 
       test("POSIX ACLs are stored and enforced by the kernel", () => {

@@ -12,6 +12,7 @@ import { SLOTS } from "../../src/fuse/worker-reader.ts";
 import { Memfs } from "../../src/fuse/memfs.ts";
 import { type FuseMount, mount } from "../../src/fuse/mount.ts";
 import { isMounted, type MemfsServer, serverStats, sh, startMemfs } from "./helpers.ts";
+import { expectPrivilegesRemoved } from "../helpers/privs.ts";
 
 const servers: MemfsServer[] = [];
 const inproc: FuseMount[] = [];
@@ -211,43 +212,5 @@ test("killPrivV2: no GETXATTR per write; the filesystem removes setuid/setgid an
   expect(st.opcodes.WRITE).toBe(64);
   expect(st.opcodes.GETXATTR ?? 0).toBeLessThanOrEqual(1);
 
-  const mode = (p: string) => fs.statSync(p).mode & 0o7777;
-  const mk = (name: string, m: number): string => {
-    const p = path.join(d, name);
-    fs.writeFileSync(p, "data");
-    fs.chmodSync(p, m);
-    return p;
-  };
-  // a write by someone without CAP_FSETID: setuid goes, setgid too when group-executable
-  const w1 = mk("w1", 0o6777);
-  expect(sh(`echo x >> ${w1}`, "nobody").code).toBe(0);
-  expect(mode(w1)).toBe(0o777);
-  const w2 = mk("w2", 0o6767);
-  expect(sh(`echo x >> ${w2}`, "nobody").code).toBe(0);
-  expect(mode(w2)).toBe(0o2767);
-  // root (CAP_FSETID) keeps them
-  const w3 = mk("w3", 0o6777);
-  fs.appendFileSync(w3, "x");
-  expect(mode(w3)).toBe(0o6777);
-  // truncate and O_TRUNC by someone else
-  const t1 = mk("t1", 0o4777);
-  expect(sh(`truncate -s 1 ${t1}`, "nobody").code).toBe(0);
-  expect(mode(t1)).toBe(0o777);
-  const t2 = mk("t2", 0o4777);
-  expect(sh(`echo y > ${t2}`, "nobody").code).toBe(0);
-  expect(mode(t2)).toBe(0o777);
-  expect(fs.readFileSync(t2, "utf8")).toBe("y\n");
-  // chown clears them even for root
-  const c1 = mk("c1", 0o6777);
-  fs.chownSync(c1, 1000, 1000);
-  expect(mode(c1)).toBe(0o777);
-
-  // file capabilities go on any write, even root's
-  const cap = mk("cap", 0o755);
-  const set = Bun.spawnSync(["setcap", "cap_net_raw+ep", cap]);
-  if (set.exitCode === 0) {
-    expect(Bun.spawnSync(["getcap", cap]).stdout.toString()).toContain("cap_net_raw");
-    fs.appendFileSync(cap, "x");
-    expect(Bun.spawnSync(["getcap", cap]).stdout.toString()).not.toContain("cap_net_raw");
-  }
+  expectPrivilegesRemoved(d);
 });
