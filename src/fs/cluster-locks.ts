@@ -13,6 +13,7 @@ import type { FsLockSession, FsLocks } from "./locks.ts";
 import { fsKeyIno } from "./locks.ts";
 import type { PackedKey } from "../format/key.ts";
 import { FS_ZONE, LOCK_INODE_GROUP_NR } from "../format/constants.ts";
+import { lockStartOf } from "../format/lock-ranges.ts";
 import { assert } from "../util/assert.ts";
 
 assert(LOCK_INODE_GROUP_NR >= 256 && LOCK_INODE_GROUP_NR <= 1 << 16, "inode groups are cut at key.first's last two bytes");
@@ -20,9 +21,9 @@ assert(LOCK_INODE_GROUP_NR >= 256 && LOCK_INODE_GROUP_NR <= 1 << 16, "inode grou
 /** key.first's second-to-last byte, masked to the group (its last byte is all inside a group). */
 const GROUP_MASK7 = ~((LOCK_INODE_GROUP_NR >> 8) - 1) & 0xff;
 
-/** The group of an FS-zone packed key, as a string key: zone and key.first with the low bits cleared. */
+/** The group of an FS-zone packed key: the start key of its inode group lock. */
 function groupOfKey(key: PackedKey): string {
-  return key.slice(0, 7) + String.fromCharCode(key.charCodeAt(7) & GROUP_MASK7);
+  return lockStartOf(key)!;
 }
 
 /** Are two FS-zone packed keys in one inode group? (No allocation: the hot check of every access.) */
