@@ -17,7 +17,8 @@
  * (lookup count, dropped by forget); the last of the three to go frees it.
  *
  * Locks: POSIX byte-range locks per owner and BSD flock()s, with SETLKW waiters woken on unlock
- * and answered EINTR when interrupted.
+ * and answered EINTR when interrupted; or, with `kernelLocks`, none of that here: the kernel keeps
+ * both kinds itself (as for a filesystem without lock methods), and close(2) sends no FLUSH.
  */
 import { Errno, FuseError, assert } from "./errno.ts";
 import type {
@@ -106,6 +107,17 @@ interface Waiter {
   retry: () => boolean;
 }
 
+const NO_LOCKS: readonly PosixLock[] = Object.freeze([]);
+
+/** The answer to a lookup of a name that does not exist (see Memfs.lookup). */
+const NO_ENTRY: Entry = Object.freeze({
+  nodeid: 0,
+  generation: 0,
+  entryTimeout: 0,
+  attrTimeout: 0,
+  attr: Object.freeze({ ino: 0, size: 0, blocks: 0, atime: 0, atimensec: 0, mtime: 0, mtimensec: 0, ctime: 0, ctimensec: 0, mode: 0, nlink: 0, uid: 0, gid: 0, rdev: 0, blksize: 0 }),
+});
+
 export class Inode {
   nlink: number;
   size = 0;
@@ -127,9 +139,11 @@ export class Inode {
   target = "";
   xattrs: Map<string, Uint8Array> | undefined;
   iflags = 0;
-  locks: PosixLock[] = [];
-  flocks = new Map<bigint, number>();
-  waiters: Waiter[] = [];
+  /** Replaced, never changed in place: every inode starts with the same empty list. */
+  locks: readonly PosixLock[] = NO_LOCKS;
+  /** flock() holders and lock waiters, made on first use. */
+  flocks: Map<bigint, number> | undefined;
+  waiters: Waiter[] | undefined;
 
   constructor(
     readonly ino: number,
@@ -150,10 +164,11 @@ export class Inode {
     return (this.mode & S_IFMT) === S_IFDIR;
   }
 
+  /** Bytes of data chunks held (kept up to date where chunks are made, grown and dropped). */
+  allocated = 0;
+
   allocatedBytes(): number {
-    let n = 0;
-    if (this.chunks) for (const c of this.chunks.values()) n += c.byteLength;
-    return n;
+    return this.allocated;
   }
 
   attr(): Attr {
@@ -191,8 +206,9 @@ export class Inode {
 
 function now(): [number, number] {
   const ms = Date.now();
-  const hr = process.hrtime();
-  return [Math.floor(ms / 1000), (ms % 1000) * 1_000_000 + (hr[1] % 1_000_000)];
+  // sub-millisecond digits from the monotonic clock (no allocation, unlike process.hrtime())
+  const sub = Math.floor((performance.now() % 1) * 1_000_000);
+  return [Math.floor(ms / 1000), (ms % 1000) * 1_000_000 + sub];
 }
 
 interface Handle {
@@ -212,6 +228,27 @@ export interface MemfsOptions {
   rootMode?: number;
   /** Remove privileges on write/truncate/chown here instead of in the kernel (Filesystem.killPrivV2). */
   killPrivV2?: boolean;
+  /**
+   * Leave POSIX byte-range locks and flock()s to the kernel: memfs then has no getlk/setlk (the
+   * session does not negotiate POSIX_LOCKS/FLOCK_LOCKS, and the kernel keeps the locks of this
+   * mount in its own lock tables, with all their semantics: conflicts, waiting, release on close
+   * and exit) and no flush (its only job was dropping the closing owner's POSIX locks; without
+   * it the kernel answers close(2) without a FLUSH round trip after the first ENOSYS). Correct
+   * for any filesystem whose files are reached through this one mount only, memfs among them,
+   * and the configuration of the scoutfs frontend (src/fs/fuse.ts has no lock methods either).
+   */
+  kernelLocks?: boolean;
+  /**
+   * No open/create (FUSE's "no open" mode, libfuse's FUSE_CAP_NO_OPEN_SUPPORT): the first OPEN is
+   * answered ENOSYS and the kernel then opens files without asking (file handle 0) and sends no
+   * RELEASE on close; the first CREATE likewise, and the kernel creates files with MKNOD. memfs
+   * keeps no per-open state that needs them: reads and writes go by node id, and an unlinked
+   * file stays alive while the kernel holds a reference (lookup count) to it, which it does while
+   * the file is open. O_TRUNC then arrives as a SETATTR (the session does not negotiate
+   * ATOMIC_O_TRUNC without an open method). Directories keep opendir (their listing snapshots)
+   * and O_TMPFILE keeps tmpfile (with its handle and RELEASE).
+   */
+  noOpen?: boolean;
 }
 
 export class Memfs implements Filesystem {
@@ -228,6 +265,11 @@ export class Memfs implements Filesystem {
 
   constructor(opts: MemfsOptions = {}) {
     this.killPrivV2 = opts.killPrivV2 ?? false;
+    if (opts.kernelLocks === true) {
+      // Hide the lock methods from the session (it looks for them when negotiating and dispatching).
+      for (const m of ["getlk", "setlk", "flush"] as const) Object.defineProperty(this, m, { value: undefined });
+    }
+    if (opts.noOpen === true) for (const m of ["open", "create"] as const) Object.defineProperty(this, m, { value: undefined });
     this.entryTimeout = opts.entryTimeout ?? 1;
     this.attrTimeout = opts.attrTimeout ?? 1;
     this.capacityBytes = opts.capacityBytes ?? 64 * 2 ** 30;
@@ -329,7 +371,11 @@ export class Memfs implements Filesystem {
     if (name === ".") ino = d.ino;
     else if (name === "..") ino = d.parent;
     else ino = d.children!.get(name);
-    if (ino === undefined) throw new FuseError("ENOENT");
+    // "No such name" as a negative entry that may not be cached (node id 0, entry timeout 0):
+    // the kernel treats it exactly as ENOENT, and it spares a thrown error per miss (every
+    // create and rename target is looked up first). Caching negative entries would need
+    // invalidation when a name appears behind the kernel's back; see docs/fuse.md.
+    if (ino === undefined) return NO_ENTRY;
     return this.entry(this.get(ino));
   }
 
@@ -539,7 +585,7 @@ export class Memfs implements Filesystem {
     if (i === undefined) return;
     assert(h.ino === nodeid, `release of fh ${fh} for inode ${nodeid}, opened on ${h.ino}`);
     if (releaseFlags & FUSE_RELEASE_FLOCK_UNLOCK) {
-      i.flocks.delete(lockOwner);
+      i.flocks?.delete(lockOwner);
       this.wake(i);
     }
     i.opens--;
@@ -624,7 +670,7 @@ export class Memfs implements Filesystem {
     if (c !== undefined) n.set(c);
     chunks.set(idx, n);
     this.usedBytes += grow;
-    void i;
+    i.allocated += grow;
     return n;
   }
 
@@ -645,6 +691,7 @@ export class Memfs implements Filesystem {
       if (cs >= offset && (ce <= end || (dropTail && end >= i.size))) {
         chunks.delete(idx);
         this.usedBytes -= c.byteLength;
+        i.allocated -= c.byteLength;
       } else {
         const a = Math.max(offset, cs) - cs;
         const b = Math.min(end, ce) - cs;
@@ -890,10 +937,10 @@ export class Memfs implements Filesystem {
           return true;
         },
       };
-      i.waiters.push(w);
+      (i.waiters ??= []).push(w);
       ctx.onInterrupt = () => {
-        const k = i.waiters.indexOf(w);
-        if (k >= 0) i.waiters.splice(k, 1);
+        const k = i.waiters?.indexOf(w) ?? -1;
+        if (k >= 0) i.waiters!.splice(k, 1);
         reject(new FuseError("EINTR"));
       };
     });
@@ -901,10 +948,11 @@ export class Memfs implements Filesystem {
 
   private tryFlock(i: Inode, owner: bigint, type: number): boolean {
     if (type === F_UNLCK) {
-      i.flocks.delete(owner);
+      i.flocks?.delete(owner);
       this.wake(i);
       return true;
     }
+    i.flocks ??= new Map();
     for (const [o, t] of i.flocks) if (o !== owner && (t === F_WRLCK || type === F_WRLCK)) return false;
     i.flocks.set(owner, type);
     return true;
@@ -939,8 +987,8 @@ export class Memfs implements Filesystem {
 
   /** Let waiters retry after locks changed. */
   private wake(i: Inode): void {
-    if (i.waiters.length === 0) return;
     const ws = i.waiters;
+    if (ws === undefined || ws.length === 0) return;
     i.waiters = [];
     for (const w of ws) if (!w.retry()) i.waiters.push(w);
   }

@@ -23,6 +23,7 @@ import * as fs from "node:fs";
 import { Errno, FuseError, assert, errnoName } from "./errno.ts";
 import type { Filesystem, InitInfo } from "./filesystem.ts";
 import { AsyncReader, type RequestReader } from "./reader.ts";
+import { PollReader } from "./poll-reader.ts";
 import { Session, type SessionOptions } from "./session.ts";
 import { WorkerReader } from "./worker-reader.ts";
 
@@ -49,17 +50,28 @@ export interface MountOptions extends SessionOptions {
   dev?: boolean;
   suid?: boolean;
   /**
-   * "worker" (default): threads blocking in read(2) hand requests over through shared memory.
+   * "poll" (default): the main thread reads /dev/fuse itself (non-blocking, waiting in ppoll on
+   * the device and on the event loop's epoll descriptor while requests flow, and through a watcher
+   * thread when idle): two wake-ups per request, as for libfuse. See poll-reader.ts.
+   * "worker": threads blocking in read(2) hand requests over through shared memory (a third
+   * wake-up per request, from the reader thread to the main thread).
    * "async": concurrent fs.read calls on Bun's I/O thread pool; each pending read holds a pool
    * thread, so other async fs calls of the process can starve (the pool has as many threads as
    * CPUs unless UV_THREADPOOL_SIZE says otherwise). See docs/fuse.md.
    */
-  reader?: "async" | "worker";
+  reader?: "poll" | "async" | "worker";
   /**
    * Concurrent reads (async; default 2) or reading threads (worker; default 1: one thread reading
    * into a ring keeps up with any load, and a second one only adds wake-ups, see docs/fuse.md).
    */
   readers?: number;
+  /**
+   * poll reader: the longest wait in ppoll(2) while requests flow, in µs (default 500), which
+   * bounds how late a timer can run meanwhile; and how long to keep polling after the last
+   * request, in ms (default 20), before handing the wait to a watcher thread.
+   */
+  pollUs?: number;
+  hotMs?: number;
   /**
    * Kernel read-ahead for this mount in KiB. INIT can only lower the kernel's default (128 KiB
    * here); a larger window is set afterwards through /sys/class/bdi/<dev>/read_ahead_kb. Large
@@ -244,17 +256,25 @@ export class FuseMount {
 
 /** Mount `filesystem` at `mountpoint` and start serving it. Resolves after INIT. */
 export async function mount(filesystem: Filesystem, mountpoint: string, opts: MountOptions = {}): Promise<FuseMount> {
-  const fd = fs.openSync("/dev/fuse", fs.constants.O_RDWR | O_CLOEXEC);
+  const kind = opts.reader ?? "poll";
+  // The poll reader reads without blocking; the others block in read(2) off the event loop.
+  const fd = fs.openSync("/dev/fuse", fs.constants.O_RDWR | O_CLOEXEC | (kind === "poll" ? fs.constants.O_NONBLOCK : 0));
   let session: Session;
+  let reader: RequestReader;
   try {
+    // Everything that can refuse its options does so before the mount exists.
     session = new Session(fd, filesystem, opts);
+    reader =
+      kind === "async"
+        ? new AsyncReader(session, fd, opts.readers ?? 2)
+        : kind === "worker"
+          ? new WorkerReader(session, fd, opts.readers ?? 1)
+          : new PollReader(session, fd, { pollUs: opts.pollUs, hotMs: opts.hotMs });
     mountSyscall(fd, mountpoint, opts);
   } catch (err) {
     fs.closeSync(fd);
     throw err;
   }
-  const reader: RequestReader =
-    opts.reader === "async" ? new AsyncReader(session, fd, opts.readers ?? 2) : new WorkerReader(session, fd, opts.readers ?? 1);
   reader.start();
   let init: InitInfo;
   try {

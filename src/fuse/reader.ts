@@ -1,8 +1,12 @@
 /**
  * Reading requests from /dev/fuse without blocking the JavaScript event loop.
  *
- * A read of /dev/fuse blocks until the kernel has a request. Two ways keep that wait off the
+ * A read of /dev/fuse blocks until the kernel has a request. Three ways keep that wait off the
  * event loop (measured in scripts/bench/fuse.ts, discussed in docs/fuse.md):
+ *
+ * - "poll" (default, poll-reader.ts): the main thread reads the device itself, non-blocking,
+ *   waiting in ppoll(2) on the device and on the event loop's own epoll descriptor while requests
+ *   flow, and through a watcher thread when idle: no handoff between threads per request.
  *
  * - "async": `slots` concurrent `fs.read(fd, buf, cb)` calls, each with its own
  *   request-sized buffer. Bun runs each one on a thread of its I/O thread pool; the callback runs
@@ -14,9 +18,9 @@
  *   with 2 CPUs and 2 slots, every other async fs call of the process waits forever, so a
  *   filesystem that itself does async file I/O deadlocks. Measured and shown in docs/fuse.md.
  *
- * - "worker" (default): a worker thread blocking in readSync publishes requests in a ring of
- *   shared slots and wakes the main thread only when it sleeps. See worker-reader.ts; it is
- *   faster per request and never occupies the I/O pool.
+ * - "worker": a worker thread blocking in readSync publishes requests in a ring of shared slots
+ *   and wakes the main thread only when it sleeps. See worker-reader.ts; it is faster per request
+ *   than "async" and never occupies the I/O pool, slower than "poll" (one more wake-up).
  *
  * Buffer lending: a request that keeps a view of its buffer past dispatch (WRITE data, SETXATTR
  * value, IOCTL input) returns a promise; the slot reads the next request into a buffer from the

@@ -502,7 +502,6 @@ export class Session {
     const f = this.fs;
     let want =
       InitFlag.ASYNC_READ |
-      InitFlag.ATOMIC_O_TRUNC |
       InitFlag.EXPORT_SUPPORT |
       InitFlag.BIG_WRITES |
       InitFlag.HAS_IOCTL_DIR |
@@ -510,6 +509,9 @@ export class Session {
       InitFlag.PARALLEL_DIROPS |
       InitFlag.MAX_PAGES |
       InitFlag.CACHE_SYMLINKS;
+    // O_TRUNC handled by OPEN. Without an open method the kernel sends no OPEN (after the first
+    // ENOSYS) and, with this flag, would then truncate nothing: it must send a SETATTR instead.
+    if (f.open) want |= InitFlag.ATOMIC_O_TRUNC;
     if (f.readdir) want |= InitFlag.DO_READDIRPLUS | InitFlag.READDIRPLUS_AUTO;
     if (f.getlk && f.setlk) want |= InitFlag.POSIX_LOCKS | InitFlag.FLOCK_LOCKS;
     if (this.opts.writebackCache) want |= InitFlag.WRITEBACK_CACHE;

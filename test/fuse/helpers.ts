@@ -81,7 +81,7 @@ export async function startMemfs(extra: string[] = []): Promise<MemfsServer> {
 }
 
 /** Requests per opcode (and counters) since the previous call: memfs-main answers SIGUSR2. */
-export async function serverStats(s: MemfsServer): Promise<{ opcodes: Record<string, number>; counters: Record<string, number> }> {
+export async function serverStats(s: MemfsServer): Promise<{ opcodes: Record<string, number>; counters: Record<string, number>; loopFd?: number }> {
   const reader = (s.proc.stdout as ReadableStream<Uint8Array>).getReader();
   try {
     s.proc.kill("SIGUSR2");
@@ -94,7 +94,7 @@ export async function serverStats(s: MemfsServer): Promise<{ opcodes: Record<str
     }
     const line = out.split("\n")[0]!;
     if (!line.startsWith("stats ")) throw new Error(`memfs said: ${line}`);
-    return JSON.parse(line.slice(6)) as { opcodes: Record<string, number>; counters: Record<string, number> };
+    return JSON.parse(line.slice(6)) as { opcodes: Record<string, number>; counters: Record<string, number>; loopFd?: number };
   } finally {
     reader.releaseLock();
   }

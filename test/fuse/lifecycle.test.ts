@@ -1,13 +1,16 @@
 // Mount lifecycle and the parts of the library the checklist does not reach: unmount from
-// outside, SIGTERM, the thread-pool reader (the checklist uses the default worker reader), writeback cache, and kernel notifications
-// (inval_inode, inval_entry, delete) from a filesystem served in this very process (the test
-// then uses only async fs calls on the mount, which Bun runs off the event loop).
+// outside, SIGTERM, the worker and thread-pool readers (the checklist uses the default poll
+// reader), the poll reader's waiting (event loop kept running, idle hand-over to its watcher
+// thread), writeback cache, and kernel notifications (inval_inode, inval_entry, delete) from a
+// filesystem served in this very process (the test then uses only async fs calls on the mount,
+// which Bun runs off the event loop).
 import { afterAll, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Filesystem, RequestContext } from "../../src/fuse/filesystem.ts";
+import type { PollReader } from "../../src/fuse/poll-reader.ts";
 import { SLOTS } from "../../src/fuse/worker-reader.ts";
 import { Memfs } from "../../src/fuse/memfs.ts";
 import { type FuseMount, mount } from "../../src/fuse/mount.ts";
@@ -59,7 +62,7 @@ test("the thread-pool (async) reader serves the same filesystem", async () => {
 });
 
 test("the worker reader with several threads serves the same filesystem under parallel load", async () => {
-  const s = await startMemfs(["--readers", "3"]);
+  const s = await startMemfs(["--reader", "worker", "--readers", "3"]);
   servers.push(s);
   // Eight shell processes at once: requests arrive in bursts, from several reader threads.
   const r = sh(
@@ -96,10 +99,12 @@ test("cached pages are served by the kernel: no READ or GETATTR per read(2), eve
   expect(fs.readFileSync(f, "utf8")).toBe("fresh");
 });
 
-test("the worker reader lends its slots to writes only while others stay free: held writes never stop it from reading", async () => {
+for (const reader of ["poll", "worker"] as const)
+test(`the ${reader} reader lends buffers to writes without ever running out: held writes never stop it from reading`, async () => {
   const mnt = fs.mkdtempSync(path.join(os.tmpdir(), "fuse-lend-"));
   // Every WRITE waits until someone looks up "unblock": a filesystem whose writes wait on a
-  // later request. More writers than ring slots must not starve the reader of free slots.
+  // later request. More writers than ring slots (worker) must not starve the reader of free slots;
+  // the poll reader reads on into spare buffers.
   const memfs = new Memfs();
   const waiting: Array<() => void> = [];
   let held = 0;
@@ -119,7 +124,7 @@ test("the worker reader lends its slots to writes only while others stay free: h
   const filesystem = new Proxy(memfs, {
     get: (t, p, r) => (p === "lookup" ? lookup : p === "write" ? write : Reflect.get(t, p, r)),
   }) as Filesystem;
-  const m = await mount(filesystem, mnt, { fsname: "lend", subtype: "memfs", log: () => {} });
+  const m = await mount(filesystem, mnt, { fsname: "lend", subtype: "memfs", log: () => {}, reader });
   inproc.push(m);
   const writers = 2 * SLOTS + 2;
   const src = path.join(os.tmpdir(), `fuse-lend-src-${process.pid}`);
@@ -213,4 +218,67 @@ test("killPrivV2: no GETXATTR per write; the filesystem removes setuid/setgid an
   expect(st.opcodes.GETXATTR ?? 0).toBeLessThanOrEqual(1);
 
   expectPrivilegesRemoved(d);
+});
+
+test("poll reader: the event loop's own work ends a wait at once; timers run while it waits; idle, its watcher thread hands requests back", async () => {
+  const mnt = fs.mkdtempSync(path.join(os.tmpdir(), "fuse-poll-"));
+  let m: FuseMount | undefined;
+  try {
+    // Waits capped at 1 s and hot for 10 s: what ends a wait early must be the loop's epoll
+    // descriptor, which becomes readable for any I/O completion.
+    m = await mount(new Memfs(), mnt, { fsname: "poll", subtype: "memfs", log: () => {}, pollUs: 1_000_000, hotMs: 10_000 });
+    inproc.push(m);
+    const r = m.reader as PollReader;
+    await fsp.writeFile(path.join(mnt, "a"), "x");
+    expect(r.hot).toBe(true);
+    // found in its first turns, once the loop is quiet (test and runner may keep it busy a while)
+    for (let k = 0; k < 100 && r.loopFd < 0; k++) await fsp.stat(path.join(mnt, "a"));
+    expect(r.loopFd).toBeGreaterThanOrEqual(0);
+    let t0 = performance.now();
+    for (let k = 0; k < 5; k++) await fsp.readFile("/proc/self/stat"); // thread-pool completions
+    await Bun.spawn(["true"]).exited; // a child's exit
+    expect(performance.now() - t0).toBeLessThan(500);
+    await m.unmount();
+
+    // Default cap (500 µs): timers stay punctual while it waits; after hotMs idle it goes cold,
+    // and the next request (read by the watcher's wake-up) is served all the same.
+    m = await mount(new Memfs(), mnt, { fsname: "poll", subtype: "memfs", log: () => {}, hotMs: 50 });
+    inproc.push(m);
+    const r2 = m.reader as PollReader;
+    await fsp.writeFile(path.join(mnt, "b"), "y");
+    t0 = performance.now();
+    for (let k = 0; k < 10; k++) await Bun.sleep(2);
+    expect(performance.now() - t0).toBeLessThan(20 + 200);
+    await Bun.sleep(150);
+    expect(r2.hot).toBe(false);
+    expect(await fsp.readFile(path.join(mnt, "b"), "utf8")).toBe("y");
+    await Bun.sleep(150);
+    expect(r2.hot).toBe(false);
+    await fsp.writeFile(path.join(mnt, "c"), "z");
+    expect((await fsp.readdir(mnt)).sort()).toEqual(["b", "c"]);
+    await m.unmount();
+    expect(await Promise.race([m.closed.then(() => "closed"), Bun.sleep(5000).then(() => "timeout")])).toBe("closed");
+  } finally {
+    await m?.unmount();
+    fs.rmdirSync(mnt);
+  }
+});
+
+test("kernel locks: close(2) sends no FLUSH (after the first ENOSYS) and no lock request reaches memfs, yet locks work", async () => {
+  const s = await startMemfs(["--kernel-locks", "--timeout", "60"]);
+  servers.push(s);
+  const names = s.init.enabledFlagNames as string[];
+  expect(names.includes("POSIX_LOCKS") || names.includes("FLOCK_LOCKS")).toBe(false);
+  const f = path.join(s.mnt, "k");
+  fs.writeFileSync(f, "");
+  await serverStats(s);
+  for (let k = 0; k < 50; k++) fs.closeSync(fs.openSync(f, "r"));
+  const holder = Bun.spawn(["flock", f, "sleep", "1"]);
+  Bun.sleepSync(300);
+  expect(sh(`flock -n ${f} true`).code).not.toBe(0);
+  await holder.exited;
+  expect(sh(`flock -n ${f} true`).code).toBe(0);
+  const st = await serverStats(s);
+  expect(st.opcodes.FLUSH ?? 0).toBeLessThanOrEqual(1);
+  expect((st.opcodes.SETLK ?? 0) + (st.opcodes.SETLKW ?? 0) + (st.opcodes.GETLK ?? 0)).toBe(0);
 });
