@@ -178,7 +178,7 @@ async function serveNode(meta: string, data: string, mnt: string): Promise<void>
   const { ScoutfsFuse } = await import("../../src/fs/fuse.ts");
   const { mount } = await import("../../src/fuse/mount.ts");
   const { opcodeName } = await import("../../src/fuse/opcodes.ts");
-  const { Device } = await import("../../src/block/device.ts");
+  const { Device, takeFlushStats } = await import("../../src/block/device.ts");
   const { readSuper } = await import("../../src/block/super.ts");
   const { updateQuorumEvent } = await import("../../src/quorum/blocks.ts");
   const C = await import("../../src/format/constants.ts");
@@ -209,16 +209,23 @@ async function serveNode(meta: string, data: string, mnt: string): Promise<void>
     allowOther: true,
     defaultPermissions: true,
     writebackCache: process.env.SCOUTFS_BENCH_WRITEBACK === "1",
+    profile: true,
     ...(readAheadKb ? { readAheadKb } : {}),
   });
   sfs.notifier = m.session;
   process.on("SIGUSR2", () => {
     const opcodes: Record<string, number> = {};
+    // mean µs from dispatch to reply written, per opcode
+    const opUs: Record<string, number> = {};
+    const prof = m.session.profile!;
     m.session.opcodeCounts.forEach((n, op) => {
       if (n > 0) opcodes[opcodeName(op)] = n;
+      if (prof.opReplies[op]! > 0) opUs[opcodeName(op)] = (prof.opMs[op]! * 1000) / prof.opReplies[op]!;
     });
     m.session.opcodeCounts.fill(0);
-    process.stdout.write(`stats ${JSON.stringify({ opcodes, commits: store.counters.commits, holdWaits: store.counters.holdWaits })}\n`);
+    prof.opMs.fill(0);
+    prof.opReplies.fill(0);
+    process.stdout.write(`stats ${JSON.stringify({ opcodes, opUs, flushes: takeFlushStats(), commits: store.counters.commits, holdWaits: store.counters.holdWaits })}\n`);
   });
   process.stdout.write("ready\n");
   await m.closed;
@@ -228,7 +235,8 @@ async function serveNode(meta: string, data: string, mnt: string): Promise<void>
 }
 
 /** Requests per opcode since the last call, from a --serve-node child. */
-let statsOf: (() => Promise<{ opcodes: Record<string, number>; commits: number }>) | null = null;
+type FlushStats = Record<string, { flushes: number; ms: number }>;
+let statsOf: (() => Promise<{ opcodes: Record<string, number>; opUs: Record<string, number>; flushes: FlushStats; commits: number }>) | null = null;
 const counts = new Map<string, string>();
 
 async function startScoutfsCounted(dir: string): Promise<Target> {
@@ -253,10 +261,10 @@ async function startScoutfsCounted(dir: string): Promise<Target> {
   statsOf = async () => {
     proc.kill("SIGUSR2");
     const l = await line();
-    const st = JSON.parse(l.slice(6)) as { opcodes: Record<string, number>; commits: number };
+    const st = JSON.parse(l.slice(6)) as { opcodes: Record<string, number>; opUs: Record<string, number>; flushes: FlushStats; commits: number };
     const c = st.commits - lastCommits;
     lastCommits = st.commits;
-    return { opcodes: st.opcodes, commits: c };
+    return { opcodes: st.opcodes, opUs: st.opUs, flushes: st.flushes, commits: c };
   };
   return {
     name: "scoutfs",
@@ -277,8 +285,12 @@ async function noteCounts(line: string, per: number, unit: string): Promise<void
   const parts = Object.entries(st.opcodes)
     .sort((a, b) => b[1] - a[1])
     .filter(([, n]) => n / per >= 0.05)
-    .map(([op, n]) => `${op} ${(n / per).toFixed(n / per >= 10 ? 0 : 2)}`);
-  counts.set(line, `${parts.join(", ")}${st.commits ? `; commits ${st.commits}` : ""} (per ${unit})`);
+    .map(([op, n]) => `${op} ${(n / per).toFixed(n / per >= 10 ? 0 : 2)}${st.opUs[op] !== undefined ? ` (${st.opUs[op]!.toFixed(0)} µs)` : ""}`);
+  // device flushes (fdatasync) per unit, by image, with their mean time
+  const flushes = Object.entries(st.flushes)
+    .filter(([, f]) => f.flushes / per >= 0.05)
+    .map(([dev, f]) => `${path.basename(dev)} ${(f.flushes / per).toFixed(2)} (${((f.ms * 1000) / f.flushes).toFixed(0)} µs)`);
+  counts.set(line, `${parts.join(", ")}${st.commits ? `; commits ${st.commits}` : ""}${flushes.length ? `; flushes ${flushes.join(", ")}` : ""} (per ${unit})`);
 }
 
 function timeUs(fn: () => void): number {
@@ -487,7 +499,7 @@ async function main(): Promise<void> {
   for (const r of rows) console.log(line(r));
   console.log(`(${RUNS} run(s), best of each; "scoutfs vs fuse2fs" > 1 means scoutfs is ahead; load: ${os.loadavg().map((x) => x.toFixed(2)).join(" ")})`);
   if (counts.size > 0) {
-    console.log("\nscoutfs FUSE requests (last run):");
+    console.log("\nscoutfs FUSE requests per unit (last run; in brackets: mean µs from dispatch to reply written):");
     for (const l of LINES) if (counts.has(l.name)) console.log(`  ${l.name}: ${counts.get(l.name)}`);
   }
 }

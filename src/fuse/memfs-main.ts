@@ -69,8 +69,13 @@ process.on("SIGUSR2", () => {
     if (n > 0) opcodes[opcodeName(op)] = n;
   });
   s.opcodeCounts.fill(0);
-  const profile = s.profile === undefined ? undefined : { ...s.profile };
-  if (s.profile !== undefined) for (const k of Object.keys(s.profile) as Array<keyof typeof s.profile>) s.profile[k] = 0;
+  const profile = s.profile === undefined ? undefined : { ...s.profile, opMs: [...s.profile.opMs], opReplies: [...s.profile.opReplies] };
+  if (s.profile !== undefined) {
+    const p = s.profile;
+    p.handoffMs = p.handoffs = p.dispatchMs = p.dispatches = p.replyMs = p.replies = p.wakeups = 0;
+    p.opMs.fill(0);
+    p.opReplies.fill(0);
+  }
   // the poll reader's event-loop descriptor (-1: not found, waits end every pollUs only)
   const loopFd = m.reader instanceof PollReader ? m.reader.loopFd : undefined;
   process.stdout.write(`stats ${JSON.stringify({ counters: s.counters, opcodes, profile, loopFd })}\n`);

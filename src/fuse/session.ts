@@ -118,6 +118,12 @@ export interface SessionProfile {
   replies: number;
   /** Wake-ups of the event loop by the reader (requests per wake-up = dispatches / wakeups). */
   wakeups: number;
+  /**
+   * Per opcode (index; opcodes >= 64 count under 0): time from dispatch to the reply's write
+   * returning, in ms, and how many replies that sums. Answers where the time goes per operation.
+   */
+  opMs: Float64Array;
+  opReplies: Float64Array;
 }
 
 /** The request state kept while a Filesystem promise is outstanding. */
@@ -135,6 +141,9 @@ export class Request implements RequestContext {
     readonly gid: number,
     readonly pid: number,
   ) {}
+
+  /** When dispatch began (performance.now() ms), kept only while profiling. */
+  startMs = 0;
 
   get unique(): bigint {
     return (BigInt(this.uniqueHi) << 32n) | BigInt(this.uniqueLo);
@@ -208,7 +217,7 @@ export class Session {
       profile: opts.profile ?? false,
       log: opts.log ?? ((msg: string) => process.stderr.write(`fuse: ${msg}\n`)),
     };
-    this.profile = this.opts.profile ? { handoffMs: 0, handoffs: 0, dispatchMs: 0, dispatches: 0, replyMs: 0, replies: 0, wakeups: 0 } : undefined;
+    this.profile = this.opts.profile ? { handoffMs: 0, handoffs: 0, dispatchMs: 0, dispatches: 0, replyMs: 0, replies: 0, wakeups: 0, opMs: new Float64Array(64), opReplies: new Float64Array(64) } : undefined;
     this.ready = new Promise<InitInfo>((resolve, reject) => {
       this.readyResolve = resolve;
       this.readyReject = reject;
@@ -238,8 +247,15 @@ export class Session {
     }
     const r = this.dispatch1(buf, len, view);
     if (r === undefined) {
-      prof.dispatchMs += performance.timeOrigin + performance.now() - t0;
+      const ms = performance.timeOrigin + performance.now() - t0;
+      prof.dispatchMs += ms;
       prof.dispatches++;
+      // FORGET and BATCH_FORGET have no reply: their (synchronous) time counts here instead
+      const opcode = len >= InHeader.SIZE ? buf.readUInt32LE(InHeader.OPCODE) : 0;
+      if (opcode === Opcode.FORGET || opcode === Opcode.BATCH_FORGET) {
+        prof.opMs[opcode] = prof.opMs[opcode]! + ms;
+        prof.opReplies[opcode] = prof.opReplies[opcode]! + 1;
+      }
     }
     return r;
   }
@@ -264,6 +280,7 @@ export class Session {
       v.getUint32(InHeader.GID, true),
       v.getUint32(InHeader.PID, true),
     );
+    if (this.profile !== undefined) req.startMs = performance.now();
     const extBytes = v.getUint16(InHeader.TOTAL_EXTLEN, true) * 8;
     const info = OPCODES[opcode];
     if (this.opts.debug) this.opts.log(`<- ${opcodeName(opcode)} unique=${req.unique} nodeid=${req.nodeid} len=${len}`);
@@ -429,8 +446,12 @@ export class Session {
       if (data === undefined) fs.writeSync(this.fd, head, 0, headBytes);
       else fs.writevSync(this.fd, [head.subarray(0, headBytes), data]);
       if (prof !== undefined) {
-        prof.replyMs += performance.now() - t0;
+        const t1 = performance.now();
+        prof.replyMs += t1 - t0;
         prof.replies++;
+        const op = req.opcode < 64 ? req.opcode : 0;
+        prof.opMs[op] = prof.opMs[op]! + t1 - req.startMs;
+        prof.opReplies[op] = prof.opReplies[op]! + 1;
       }
     } catch (err) {
       const code = (err as { code?: string }).code;
