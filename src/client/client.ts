@@ -6,7 +6,9 @@
  * request, plus handlers for the requests the server sends to mounts:
  *   lock          an invalidation: give up (or downgrade) a lock, answer with the mode now held;
  *   lock_recover  a new server asks for the locks this mount holds, from a key;
- *   sync_log_trees  commit soon (the server is finalizing log trees for a merge).
+ *   sync_log_trees  commit soon (the server is finalizing log trees for a merge);
+ *   open_ino_map  which inodes of a group this mount still caches (another mount wants to delete
+ *                 one of them: see onOpenInoMap).
  *
  * Requests wait across reconnects and failovers (NetClient resends them; the server processes
  * each once), so callers see only the final answer or an error from the server.
@@ -26,11 +28,15 @@ import {
   NET_CMD_GET_ROOTS,
   NET_CMD_LOCK,
   NET_CMD_LOCK_RECOVER,
+  NET_CMD_OPEN_INO_MAP,
   NET_CMD_STATFS,
   NET_CMD_SYNC_LOG_TREES,
   NET_LOCK_MAX_RECOVER_NR,
   NetInodeAlloc,
   NetLock,
+  NET_OPEN_INO_MAP_BITS_BYTES,
+  NetOpenInoMap,
+  NetOpenInoMapArgs,
   NetRoots,
   NetStatfs,
   encodeNetLockRecover,
@@ -56,6 +62,11 @@ export interface ClientOptions {
   onLockRecover?: (from: Key) => NetLock[];
   /** The server wants this mount's open transaction committed. */
   onSyncLogTrees?: () => void;
+  /**
+   * The inodes of omap group `groupNr` this mount still caches (its kernel holds them), as a
+   * NET_OPEN_INO_MAP_BITS_BYTES bitmap (format/net.ts openInoMapSet). Without it: none.
+   */
+  onOpenInoMap?: (groupNr: bigint) => Uint8Array;
   onGreeted?: (info: { server_term: bigint; new_server: boolean }) => void;
 }
 
@@ -70,7 +81,7 @@ export class Client {
   readonly rid: bigint;
   readonly fsid: bigint;
   readonly fmtVers: bigint;
-  readonly counters = { requests: 0, invalidations: 0, recovers: 0, syncs: 0 };
+  readonly counters = { requests: 0, invalidations: 0, recovers: 0, syncs: 0, omapAnswers: 0 };
 
   private constructor(private readonly o: ClientOptions, fsid: bigint, fmtVers: bigint) {
     this.rid = o.rid ?? randomRid();
@@ -101,6 +112,16 @@ export class Client {
       expectEmpty(req.data, "sync_log_trees");
       this.counters.syncs++;
       o.onSyncLogTrees?.();
+    });
+    this.net.handle(NET_CMD_OPEN_INO_MAP, (req) => {
+      if (req.data.length !== NetOpenInoMapArgs.size) {
+        throw new ScoutfsError("EINVAL", `open_ino_map request of ${req.data.length} bytes, not ${NetOpenInoMapArgs.size}`);
+      }
+      const args = NetOpenInoMapArgs.decode(req.data);
+      this.counters.omapAnswers++;
+      const bits = o.onOpenInoMap?.(args.group_nr) ?? new Uint8Array(NET_OPEN_INO_MAP_BITS_BYTES);
+      if (bits.length !== NET_OPEN_INO_MAP_BITS_BYTES) throw new ScoutfsError("EIO", `open inode bitmap of ${bits.length} bytes`);
+      return NetOpenInoMap.encode({ args, bits });
     });
   }
 
@@ -174,6 +195,19 @@ export class Client {
     const r = await this.req(NET_CMD_STATFS);
     if (r.length !== NetStatfs.size) throw new ScoutfsError("EIO", `statfs response of ${r.length} bytes`);
     return NetStatfs.decode(r);
+  }
+
+  /**
+   * Which inodes of omap group `groupNr` other mounts still cache: the bitmap the server gathered
+   * from every other mount (NET_OPEN_INO_MAP_BITS_BYTES bytes). Ask holding the group's inode
+   * lock for writing, so that no mount can start caching an unlinked inode of it meanwhile.
+   */
+  async openInoMap(groupNr: bigint): Promise<Uint8Array> {
+    const r = await this.req(NET_CMD_OPEN_INO_MAP, NetOpenInoMapArgs.encode({ group_nr: groupNr, req_id: 0n }));
+    if (r.length !== NetOpenInoMap.size) throw new ScoutfsError("EIO", `open_ino_map response of ${r.length} bytes, not ${NetOpenInoMap.size}`);
+    const m = NetOpenInoMap.decode(r);
+    if (m.args.group_nr !== groupNr) throw new ScoutfsError("EIO", `open_ino_map response for group ${m.args.group_nr}, asked for ${groupNr}`);
+    return m.bits;
   }
 
   /** Ask for a lock mode; resolves with the grant (its write_seq for write modes). */

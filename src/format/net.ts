@@ -16,7 +16,7 @@
 import { struct, u8, u16, u64, bytes, pad, array, view } from "./struct.ts";
 import { BtreeRoot } from "./btree.ts";
 import { KeyStruct } from "./key.ts";
-import { UUID_BYTES } from "./constants.ts";
+import { OPEN_INO_MAP_BITS, OPEN_INO_MAP_SHIFT, UUID_BYTES } from "./constants.ts";
 import { ERRNO, ScoutfsError, type ErrnoName } from "../util/errors.ts";
 
 /* ---------------------------------------------------------------------------------------------
@@ -260,6 +260,44 @@ export function decodeNetLockRecover(buf: Uint8Array): NetLock[] {
     throw new ScoutfsError("EINVAL", `lock_recover: ${nr} locks need ${want} bytes, payload has ${buf.length}`);
   }
   return array(NetLock, nr).get(view(buf), NetLockRecover.size);
+}
+
+/**
+ * open_ino_map (format.h scoutfs_open_ino_map_args): a mount asks the server which of the
+ * OPEN_INO_MAP_BITS inodes of `group_nr` (ino >> OPEN_INO_MAP_SHIFT) other mounts still cache,
+ * before it deletes an unlinked inode; the server asks every other mount with the same args
+ * (`req_id` its own), each answers with a NetOpenInoMap, and the server answers the first mount
+ * with their bits ORed together.
+ */
+export const NetOpenInoMapArgs = struct("net_open_ino_map_args", 16, {
+  group_nr: [0, u64],
+  req_id: [8, u64],
+} as const);
+export type NetOpenInoMapArgs = ReturnType<typeof NetOpenInoMapArgs.decode>;
+
+/** Bytes of the bitmap: bit b of inode (group_nr << OPEN_INO_MAP_SHIFT) + b, little-endian le64s. */
+export const NET_OPEN_INO_MAP_BITS_BYTES = OPEN_INO_MAP_BITS / 8;
+
+/** open_ino_map response (format.h scoutfs_open_ino_map): the args, then the bitmap. */
+export const NetOpenInoMap = struct("net_open_ino_map", 16 + NET_OPEN_INO_MAP_BITS_BYTES, {
+  args: [0, NetOpenInoMapArgs],
+  bits: [16, bytes(NET_OPEN_INO_MAP_BITS_BYTES)],
+} as const);
+export type NetOpenInoMap = ReturnType<typeof NetOpenInoMap.decode>;
+
+/** The omap group of an inode and its bit in the group's map. */
+export function openInoMapGroup(ino: bigint): { groupNr: bigint; bit: number } {
+  return { groupNr: ino >> BigInt(OPEN_INO_MAP_SHIFT), bit: Number(ino & BigInt(OPEN_INO_MAP_BITS - 1)) };
+}
+
+/** Is `bit` set in an omap bitmap (bit b is bit b%8 of byte b/8: le64 words, little-endian)? */
+export function openInoMapTest(bits: Uint8Array, bit: number): boolean {
+  return ((bits[bit >> 3] ?? 0) & (1 << (bit & 7))) !== 0;
+}
+
+/** Set `bit` in an omap bitmap. */
+export function openInoMapSet(bits: Uint8Array, bit: number): void {
+  bits[bit >> 3]! |= 1 << (bit & 7);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@
  * directories, umask or default-ACL inheritance, the ACL/mode coupling on chmod and setfacl.
  * Errors thrown by the fs layer (ScoutfsError, FuseError) become FuseErrors with their errno.
  */
-import { DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, ROOT_INO } from "../format/constants.ts";
+import { DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, OPEN_INO_MAP_BITS, OPEN_INO_MAP_SHIFT, ROOT_INO } from "../format/constants.ts";
 import { FuseError } from "../fuse/errno.ts";
 import type {
   AttrReply,
@@ -34,8 +34,10 @@ import type {
 import { type Attr, FATTR, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, SEEK_DATA, SEEK_HOLE } from "../fuse/types.ts";
 import type { ItemStore } from "../item/types.ts";
 import { ScoutfsError } from "../util/errors.ts";
+import { assert } from "../util/assert.ts";
+import { NET_OPEN_INO_MAP_BITS_BYTES, openInoMapGroup, openInoMapSet, openInoMapTest } from "../format/net.ts";
 import { dataFallocate, dataRead, dataSeek, dataTruncate, dataWrite } from "./data.ts";
-import { dirCreate, dirLink, dirLookup, dirParentIno, dirReaddir, dirRename, dirUnlink } from "./dir.ts";
+import { RENAME_EXCHANGE, dirCreate, dirLink, dirLookup, dirParentIno, dirReaddir, dirRename, dirUnlink } from "./dir.ts";
 import { fsFail } from "./errors.ts";
 import {
   type FsInode,
@@ -62,6 +64,8 @@ const O_ACCMODE = 3;
 const O_TRUNC = 0o1000;
 /** copy_file_range copies at most this much per call (the caller loops, as copy_file_range allows). */
 const COPY_MAX_BYTES = 16 * 1024 * 1024;
+/** omap bitmaps kept (one per inode group we delete in while holding its WRITE lock). */
+const OMAP_CACHE_GROUPS_MAX = 1024;
 
 export interface ScoutfsFuseOptions {
   /** Seconds the kernel may cache names (entry) and attributes. */
@@ -180,7 +184,9 @@ export class ScoutfsFuse implements Filesystem {
   readonly attrTimeout: number;
   private readonly statfsFn: (() => StatfsReply | Promise<StatfsReply>) | undefined;
   private readonly deleteOrphansOnInit: boolean;
-  counters = { deletedInodes: 0, transactions: 0, holdWaits: 0, lockRetries: 0, lockWaits: 0, kernelInvalidations: 0, dataRefills: 0 };
+  /** Other mounts' open inode bitmaps by omap group, valid while we hold the group WRITE (lostWrite). */
+  private readonly omapCache = new Map<bigint, Uint8Array>();
+  counters = { deletedInodes: 0, deletesDeferred: 0, transactions: 0, holdWaits: 0, lockRetries: 0, lockWaits: 0, kernelInvalidations: 0, dataRefills: 0 };
 
   constructor(
     readonly baseStore: ItemStore,
@@ -206,6 +212,18 @@ export class ScoutfsFuse implements Filesystem {
     return r;
   }
 
+  /**
+   * The inodes of omap group `groupNr` our kernel holds, as an open_ino_map bitmap: another mount
+   * asks (through the server) before it deletes an unlinked inode of the group.
+   */
+  openInoBits(groupNr: bigint): Uint8Array {
+    const bits = new Uint8Array(NET_OPEN_INO_MAP_BITS_BYTES);
+    const first = groupNr << BigInt(OPEN_INO_MAP_SHIFT);
+    // a group is 1024 inodes: probing each is cheaper than walking every inode the kernel holds
+    for (let b = 0; b < OPEN_INO_MAP_BITS; b++) if (this.inUse(first + BigInt(b))) openInoMapSet(bits, b);
+    return bits;
+  }
+
   /** Does the kernel still hold `ino` (lookups or open files)? */
   inUse(ino: bigint): boolean {
     const r = this.refs.get(ino);
@@ -220,8 +238,108 @@ export class ScoutfsFuse implements Filesystem {
     if (this.inUse(ino) || ino === ROOT_INO) return;
     this.refs.delete(ino);
     this.kernelNames.delete(ino);
+    if (this.baseStore.openInoMap !== undefined && this.locks.clustered) {
+      // Other mounts may still use it: ask them first (deleteChecked), outside the operation's
+      // session when called inside one (it takes its own, and waits for the server).
+      if (this.cur !== null) {
+        void Promise.resolve().then(() => this.deleteChecked(ino)).catch((e: unknown) => this.deleteFailed(ino, e));
+        return;
+      }
+      return this.deleteChecked(ino);
+    }
     if (!this.locks.clustered || this.cur !== null) return this.deleteNow(ino);
     return this.locked([ino], true, () => this.deleteNow(ino));
+  }
+
+  private deleteFailed(ino: bigint, e: unknown): void {
+    // the orphan item stays: the next mount's orphan deletion, or another holder, retries
+    process.stderr.write(`scoutfs: deleting inode ${ino} failed: ${(e as Error).message}\n`);
+  }
+
+  /** Would deleteNow delete `ino` (read in the current session)? */
+  private deleteCandidate(ino: bigint): boolean {
+    if (this.inUse(ino)) return false;
+    if (!orphanExists(this.store.reader, ino)) return false;
+    const i = inodeLoad(this.store.reader, ino, this.store.fmtVers);
+    return i === null || i.v.nlink === 0;
+  }
+
+  /**
+   * Delete an unlinked inode of a shared volume unless another mount still caches it (scoutfs
+   * inode.c try_delete_inode_items): holding its group's inode lock for writing — no mount can
+   * start caching an unlinked inode then — check that it is still a deletion candidate, ask the
+   * server which inodes of its omap group the other mounts cache (ItemStore.openInoMap), and
+   * delete only if ours is not among them. Otherwise the orphan item stays and the mount that
+   * still uses it deletes it when its kernel lets go (its own forget or release comes here). A
+   * failed question keeps the inode too: deleting one in use elsewhere loses data, keeping one
+   * costs an orphan that the next orphan deletion finds.
+   */
+  private async deleteChecked(ino: bigint): Promise<void> {
+    let s: FsLockSession;
+    try {
+      const b = this.locks.begin([ino], true, false);
+      s = b instanceof Promise ? await b : b;
+    } catch (e) {
+      throw toFuseError(e);
+    }
+    let retry = false;
+    try {
+      if (!this.inSession(s, () => this.deleteCandidate(ino))) return;
+      const { groupNr, bit } = openInoMapGroup(ino);
+      let bits = this.omapCache.get(groupNr);
+      if (bits === undefined) {
+        try {
+          bits = await this.baseStore.openInoMap!(groupNr);
+        } catch (e) {
+          this.counters.deletesDeferred++;
+          this.deleteFailed(ino, e);
+          return;
+        }
+        if (this.omapCache.size >= OMAP_CACHE_GROUPS_MAX) this.omapCache.clear();
+        this.omapCache.set(groupNr, bits);
+      }
+      if (openInoMapTest(bits, bit)) {
+        this.counters.deletesDeferred++;
+        return;
+      }
+      try {
+        this.inSession(s, () => this.deleteNow(ino));
+      } catch (e) {
+        if (!(e instanceof NeedLocks)) throw e;
+        retry = true;
+      }
+    } finally {
+      s.release();
+    }
+    // an item outside the inode's group (never expected): its ordered lock session
+    if (retry) await this.locked([ino], true, () => this.deleteNow(ino));
+  }
+
+  /**
+   * Our WRITE lock on inodes [first, last] is going (the cluster layer calls this before it is
+   * given up): forget the omap bitmaps of their groups. A bitmap stays exact only while we hold
+   * the group's WRITE lock — no other mount can start caching an unlinked inode then (that needs
+   * the lock) — so one question per group serves every deletion until the lock goes; a bit that
+   * clears meanwhile only means the mount that let go deletes the inode itself.
+   */
+  lostWrite(first: bigint, last: bigint): void {
+    if (this.omapCache.size === 0) return;
+    const g0 = first >> BigInt(OPEN_INO_MAP_SHIFT);
+    const g1 = last >> BigInt(OPEN_INO_MAP_SHIFT);
+    for (const g of [...this.omapCache.keys()]) if (g >= g0 && g <= g1) this.omapCache.delete(g);
+  }
+
+  /** Run `fn` synchronously as the current operation of session `s` (held for writing). */
+  private inSession<T>(s: FsLockSession, fn: () => T): T {
+    assert(this.cur === null, "a lock session is already current");
+    this.cur = s;
+    this.curWrite = true;
+    try {
+      return fn();
+    } finally {
+      this.cur = null;
+      this.curWrite = false;
+    }
   }
 
   private deleteNow(ino: bigint): void {
@@ -409,8 +527,13 @@ export class ScoutfsFuse implements Filesystem {
       return;
     }
     // orphan items are outside the inode groups: list them, then delete each under its lock
+    // (unless another mount still uses it: an unlinked file kept open elsewhere is an orphan too)
     for (const ino of orphanList(this.store.reader)) {
       if (this.inUse(ino)) continue;
+      if (this.baseStore.openInoMap !== undefined) {
+        await this.deleteChecked(ino);
+        continue;
+      }
       await this.locked([ino], true, () => {
         if (orphanExists(this.store.reader, ino)) {
           inodeDelete(this.store, ino);
@@ -559,7 +682,15 @@ export class ScoutfsFuse implements Filesystem {
   rename(_ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): void | Promise<void> {
     // renames between directories serialize on the global rename lock (ancestry checks)
     return this.run([toIno(parent), toIno(newParent)], true, () => {
-      const r = this.tx((tx, now) => dirRename(tx, toIno(parent), bytes(name), toIno(newParent), bytes(newName), flags, now));
+      let other: bigint | undefined;
+      const r = this.tx((tx, now) => {
+        if (flags & RENAME_EXCHANGE) other = dirLookup(tx.w, toIno(newParent), bytes(newName))?.ino;
+        return dirRename(tx, toIno(parent), bytes(name), toIno(newParent), bytes(newName), flags, now);
+      });
+      // The kernel moved its dentries (d_move, d_exchange) without a LOOKUP: remember the names
+      // it now caches, or another node's change of them would not reach its dentries.
+      if (r.moved !== null) this.noteName(r.moved.ino, toIno(newParent), newName);
+      if (other !== undefined) this.noteName(other, toIno(parent), name);
       if (r.replaced !== null) void fuseCall(() => this.maybeDelete(r.replaced!.ino));
     }, { admit: true, rename: parent !== newParent });
   }

@@ -468,6 +468,12 @@ export class ClientStore implements ItemStore {
   /** Data blocks the server added to data_avail at the last commit (what moreData reports). */
   private lastDataRefill = 0n;
 
+  /** ItemStore.openInoMap: asked of the server, which asks every other mount. */
+  openInoMap(groupNr: bigint): Promise<Uint8Array> {
+    if (this.failed) return Promise.reject(this.failed);
+    return this.client.openInoMap(groupNr);
+  }
+
   /** Data blocks allocated since the last commit: the server's statfs does not know of them yet. */
   get uncommittedDataBlocks(): bigint {
     let n = 0n;

@@ -78,6 +78,13 @@ export interface ItemStore {
    * when there are more to try with now, false when the data device is full.
    */
   moreData?(): Promise<boolean>;
+  /**
+   * Optional (stores shared by several mounts): which inodes of omap group `groupNr` (ino >>
+   * OPEN_INO_MAP_SHIFT) other mounts still cache, as a bitmap (format/net.ts openInoMapTest).
+   * An unlinked inode set there must not be deleted: another mount still uses it. Ask holding
+   * the group's inode lock for writing.
+   */
+  openInoMap?(groupNr: bigint): Promise<Uint8Array>;
   /** Commit everything changed so far and wait until it is durable. */
   sync(): Promise<void>;
   /** Format version of the volume (inode value size, v2 features). */

@@ -18,7 +18,7 @@
  * The FS layer takes the locks through `fsLocks` (src/fs/locks.ts, src/fs/cluster-locks.ts).
  */
 import type { Key } from "../format/key.ts";
-import { NetLock, NET_LOCK_MAX_RECOVER_NR } from "../format/net.ts";
+import { NetLock, NET_LOCK_MAX_RECOVER_NR, NET_OPEN_INO_MAP_BITS_BYTES } from "../format/net.ts";
 import * as C from "../format/constants.ts";
 import type { ClientStore } from "../item/client-store.ts";
 import type { ScoutfsFuse } from "../fs/fuse.ts";
@@ -56,6 +56,8 @@ export class MountLocks {
         this.cache
           .recover(from, NET_LOCK_MAX_RECOVER_NR)
           .map((l) => ({ key: l.start, write_seq: l.writeSeq, old_mode: l.mode, new_mode: l.mode }) as NetLock),
+      // before the filesystem is attached the kernel holds no inode of ours
+      onOpenInoMap: (groupNr: bigint): Uint8Array => this.fs?.openInoBits(groupNr) ?? new Uint8Array(NET_OPEN_INO_MAP_BITS_BYTES),
     };
   }
 
@@ -81,7 +83,9 @@ export class MountLocks {
     return { writeSeq: g.write_seq };
   }
 
-  private async writeback(_l: ClientLock): Promise<void> {
+  private async writeback(l: ClientLock): Promise<void> {
+    // every loss of WRITE comes through here (downgrades to READ too, which skip invalidate)
+    if (this.fs !== null && l.start.charCodeAt(0) === C.FS_ZONE) this.fs.lostWrite(fsKeyIno(l.start), fsKeyIno(l.end));
     await this.store?.commit(false);
   }
 

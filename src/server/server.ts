@@ -18,13 +18,15 @@
  *   get_last_seq      the greatest seq below every open mount transaction;
  *   statfs            free metadata/data blocks over every allocator, inode count;
  *   lock, lock_recover   the lock server (locks.ts);
+ *   open_ino_map      which inodes of a group the other mounts still cache, asked of each of them
+ *                     (omap.ts), before the asking mount deletes an unlinked inode;
  *   farewell          the mount's open tree is finalized (kept for merging) and its allocators
  *                     returned; its mounted_clients item is deleted.
  * A mount that disconnects and does not come back within the reconnect timeout is treated as
  * departed the same way (after fencing, which the node runtime provides through `fence`).
  *
  * Not done yet (docs/cluster.md): srch compaction, get/commit_log_merge (merging is done in this
- * process, merge.ts), open_ino_map, volume options, resize, data_alloc zones, bloom filters.
+ * process, merge.ts), volume options, resize, data_alloc zones.
  */
 import { Device } from "../block/device.ts";
 import { btreeDelete, btreeInsert, btreeLookup, btreeNext } from "../btree/cow.ts";
@@ -37,6 +39,7 @@ import {
   NET_CMD_GET_LOG_TREES,
   NET_CMD_GET_ROOTS,
   NET_CMD_LOCK,
+  NET_CMD_OPEN_INO_MAP,
   NET_CMD_STATFS,
   NET_CMD_SYNC_LOG_TREES,
   NET_GREETING_FLAG_QUORUM,
@@ -52,6 +55,7 @@ import { ServerTrans, type ServerTransOptions } from "./trans.ts";
 import { ServerLogTrees, ltIsFinalized, ltIsOpen, ltIsUnopened, newLogTrees, type LogTreesFill } from "./log_trees.ts";
 import { ServerMerge } from "./merge.ts";
 import { ServerLocks } from "./locks.ts";
+import { ServerOmap } from "./omap.ts";
 import { decodeLe64, decodeLogTrees, encodeLe64, expectEmpty, mountedClientKey, mountedClientRid } from "./wire.ts";
 
 /** scoutfs alloc.h: mounts' meta_avail is filled to a full list block when under half of it. */
@@ -106,6 +110,7 @@ export class Server {
   readonly lts: ServerLogTrees;
   readonly merge: ServerMerge;
   readonly locks: ServerLocks;
+  readonly omap: ServerOmap;
   readonly net: NetServer;
   private readonly log: (msg: string) => void;
   private commitsSinceMerge = 0;
@@ -117,6 +122,8 @@ export class Server {
   private mergeTimer: ReturnType<typeof setInterval> | undefined;
   private recoveryTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly recovering = new Set<bigint>();
+  /** Waiting for recovery to end (open_ino_map requests): settled when `recovering` empties or at close. */
+  private recoveryWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private closed = false;
   readonly counters = { greetings: 0, allocInodes: 0, getLogTrees: 0, commitLogTrees: 0, farewells: 0, departed: 0, preOpened: 0 };
 
@@ -158,6 +165,7 @@ export class Server {
       },
       log: this.log,
     });
+    this.omap = new ServerOmap({ net: this.net, recovered: () => this.recovered() });
     this.registerHandlers();
     this.startRecovery();
     const iv = o.mergeIntervalMs ?? SERVER_MERGE_INTERVAL_MS;
@@ -192,6 +200,7 @@ export class Server {
     n.handle(NET_CMD_STATFS, (r) => this.server_statfs(r));
     n.handle(NET_CMD_LOCK, (r) => this.locks.handleRequest(r));
     n.handle(NET_CMD_FAREWELL, (r) => this.server_farewell(r));
+    n.handle(NET_CMD_OPEN_INO_MAP, (r) => this.omap.handleRequest(r));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -262,7 +271,18 @@ export class Server {
 
   private recoveryDone(rid: bigint): void {
     this.recovering.delete(rid);
-    if (this.recovering.size === 0 && this.recoveryTimer) clearTimeout(this.recoveryTimer);
+    if (this.recovering.size > 0) return;
+    if (this.recoveryTimer) clearTimeout(this.recoveryTimer);
+    const w = this.recoveryWaiters;
+    this.recoveryWaiters = [];
+    for (const x of w) x.resolve();
+  }
+
+  /** Resolves once every mount of the previous server came back or was declared departed. */
+  private recovered(): Promise<void> {
+    if (this.closed) return Promise.reject(new ScoutfsError("ENOLINK", "server is shutting down"));
+    if (this.recovering.size === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => this.recoveryWaiters.push({ resolve, reject }));
   }
 
   /**
@@ -488,6 +508,8 @@ export class Server {
     this.closed = true;
     if (this.mergeTimer) clearInterval(this.mergeTimer);
     if (this.recoveryTimer) clearTimeout(this.recoveryTimer);
+    for (const x of this.recoveryWaiters) x.reject(new ScoutfsError("ENOLINK", "server shut down"));
+    this.recoveryWaiters = [];
     this.net.close();
     this.dev.close();
   }

@@ -128,3 +128,28 @@ describe("net constants", () => {
     expect(N.netErrnoIsWireSafe("EEXIST")).toBe(false);
   });
 });
+
+describe("open_ino_map", () => {
+  test("layout of format.h scoutfs_open_ino_map_args and scoutfs_open_ino_map", () => {
+    expect(N.NetOpenInoMapArgs.size).toBe(16);
+    expect(N.NetOpenInoMapArgs.off).toEqual({ group_nr: 0, req_id: 8 });
+    // 1024 bits = 16 le64s after the args
+    expect(N.NetOpenInoMap.size).toBe(16 + 16 * 8);
+    expect(N.NetOpenInoMap.off).toEqual({ args: 0, bits: 16 });
+  });
+
+  test("inode -> group and bit; bits are le64 words, so byte b/8, bit b%8", () => {
+    expect(N.openInoMapGroup(0n)).toEqual({ groupNr: 0n, bit: 0 });
+    expect(N.openInoMapGroup(1023n)).toEqual({ groupNr: 0n, bit: 1023 });
+    expect(N.openInoMapGroup(1024n + 65n)).toEqual({ groupNr: 1n, bit: 65 });
+    const bits = new Uint8Array(N.NET_OPEN_INO_MAP_BITS_BYTES);
+    N.openInoMapSet(bits, 65);
+    // bit 65 = bit 1 of the second le64 = byte 8, bit 1
+    expect(bits[8]).toBe(2);
+    expect(N.openInoMapTest(bits, 65)).toBe(true);
+    expect(N.openInoMapTest(bits, 64)).toBe(false);
+    const m = N.NetOpenInoMap.encode({ args: { group_nr: 3n, req_id: 9n }, bits });
+    expect(hex(m.subarray(0, 16))).toBe("0300000000000000" + "0900000000000000");
+    expect(N.NetOpenInoMap.decode(m).bits[8]).toBe(2);
+  });
+});

@@ -133,6 +133,61 @@ describe("two FUSE mounts of one volume", () => {
     expect(() => fs.renameSync(path.join(A, "p2"), path.join(A, "p2/c/p2"))).toThrow(/EINVAL|invalid/i);
   });
 
+  test("a file unlinked on one node while open on the other stays whole there; closed, its space comes back", async () => {
+    const sync = (m: string) => {
+      const fd = fs.openSync(m, "r");
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+    };
+    const dropCaches = () => fs.writeFileSync("/proc/sys/vm/drop_caches", "3");
+    const MIB = 1 << 20;
+    const body = Buffer.alloc(MIB);
+    for (let i = 0; i < MIB; i += 4) body.writeUInt32LE(i * 2654435761 >>> 0, i);
+    fs.writeFileSync(path.join(A, "kept-open"), body);
+    sync(A);
+    const fd = fs.openSync(path.join(B, "kept-open"), "r");
+    let before = 0;
+    try {
+      const head = Buffer.alloc(4096);
+      expect(fs.readSync(fd, head, 0, 4096, 0)).toBe(4096);
+      expect(head.equals(body.subarray(0, 4096))).toBe(true);
+      sync(B);
+      sync(A);
+      before = fs.statfsSync(A).bfree;
+      fs.unlinkSync(path.join(A, "kept-open"));
+      // A's kernel lets go of the inode (FORGET): A would delete it now, but B still has it open
+      dropCaches();
+      await Bun.sleep(300);
+      sync(A);
+      expect(fs.existsSync(path.join(B, "kept-open"))).toBe(false);
+      // B reads every byte through its own node (the unlink's lock invalidation dropped B's pages)
+      const back = Buffer.alloc(MIB);
+      let n = 0;
+      while (n < MIB) {
+        const got = fs.readSync(fd, back, n, MIB - n, n);
+        if (got === 0) break;
+        n += got;
+      }
+      expect(n).toBe(MIB);
+      expect(back.equals(body)).toBe(true);
+      expect(fs.fstatSync(fd).nlink).toBe(0);
+      // its blocks are still allocated
+      expect(fs.statfsSync(A).bfree).toBeLessThan(before + 256);
+    } finally {
+      fs.closeSync(fd);
+    }
+    // B's kernel lets go too: B deletes it (A no longer holds it) and the 256 blocks come back
+    let freed = false;
+    for (let i = 0; i < 50 && !freed; i++) {
+      dropCaches();
+      await Bun.sleep(100);
+      sync(B);
+      sync(A);
+      freed = fs.statfsSync(A).bfree >= before + 256;
+    }
+    expect(freed).toBe(true);
+  }, 60_000);
+
   test("both nodes creating, writing and removing in one directory at once lose nothing", async () => {
     fs.mkdirSync(path.join(A, "shared"));
     const N = 150;
