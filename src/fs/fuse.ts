@@ -526,21 +526,28 @@ export class ScoutfsFuse implements Filesystem {
       fuseCall(() => orphanScan(this.store, (ino) => this.inUse(ino)));
       return;
     }
-    // orphan items are outside the inode groups: list them, then delete each under its lock
-    // (unless another mount still uses it: an unlinked file kept open elsewhere is an orphan too)
+    await this.scanOrphans();
+  }
+
+  /**
+   * One orphan scan (scoutfs's, every orphan_scan_delay_ms on every mount): delete the orphaned
+   * inodes nobody holds any more — left by a mount that crashed while it held them, or whose
+   * deletion failed. Orphan items are outside the inode groups: they are listed from the newest
+   * committed roots, then each is deleted under its group's lock, unless this kernel or (with an
+   * open inode map) another mount still holds it. Returns how many were deleted.
+   */
+  async scanOrphans(): Promise<number> {
+    const before = this.counters.deletedInodes;
+    await this.baseStore.refreshRoots?.();
     for (const ino of orphanList(this.store.reader)) {
       if (this.inUse(ino)) continue;
-      if (this.baseStore.openInoMap !== undefined) {
+      if (this.baseStore.openInoMap !== undefined && this.locks.clustered) {
         await this.deleteChecked(ino);
         continue;
       }
-      await this.locked([ino], true, () => {
-        if (orphanExists(this.store.reader, ino)) {
-          inodeDelete(this.store, ino);
-          this.counters.deletedInodes++;
-        }
-      });
+      await this.locked([ino], true, () => this.deleteNow(ino));
     }
+    return this.counters.deletedInodes - before;
   }
 
   destroy(): Promise<void> {

@@ -85,6 +85,11 @@ export interface ItemStore {
    * the group's inode lock for writing.
    */
   openInoMap?(groupNr: bigint): Promise<Uint8Array>;
+  /**
+   * Optional (stores shared by several mounts): read the newest committed roots, so that items
+   * outside any lock this mount holds (the orphan zone) show what other mounts committed since.
+   */
+  refreshRoots?(): Promise<void>;
   /** Commit everything changed so far and wait until it is durable. */
   sync(): Promise<void>;
   /** Format version of the volume (inode value size, v2 features). */

@@ -56,6 +56,8 @@ export const CACHE_TIMEOUT_S = 60;
 export const UNMOUNT_FAREWELL_MS = 15_000;
 /** Kernel read-ahead (KiB): sequential reads reach us as 1 MiB READs instead of 128 KiB ones. */
 export const READ_AHEAD_KB = 1024;
+/** At unmount, how long an orphan scan in progress may take to finish before we go on. */
+const ORPHAN_SCAN_STOP_WAIT_MS = 5000;
 
 export interface NodeArgs {
   dataPath: string;
@@ -266,9 +268,9 @@ export async function runNode(a: NodeArgs): Promise<number> {
     entryTimeout: CACHE_TIMEOUT_S,
     attrTimeout: CACHE_TIMEOUT_S,
     locks: locks.fsLocks,
-    // Known gap: without scoutfs's open map a node cannot tell whether another mount still has
-    // an orphan open, so only the mount that starts as the leader scans orphans left by a crash.
-    deleteOrphansOnInit: leaderHere,
+    // every mount deletes orphans at mount and every orphan_scan_delay_ms (scanOrphans below):
+    // each deletion first asks the other mounts whether they still hold the inode (open_ino_map)
+    deleteOrphansOnInit: true,
     statfs: async () => {
       const srv = server as Server | null;
       if (srv !== null) return statfsOf(srv.statfs(), s.uncommittedDataBlocks);
@@ -299,6 +301,35 @@ export async function runNode(a: NodeArgs): Promise<number> {
   log(`mounted ${a.dataPath} (metadata ${opts.metadevPath}) at ${a.mountpoint}: fsid ${hex16(fsid)} rid ${hex16(rid)} ${leaderHere ? `leader in term ${electedTerm}` : "follower"}`);
   a.onReady?.({ rid, term: electedTerm, fsid });
 
+  // The orphan scan: every orphan_scan_delay_ms, ±20% so that mounts do not scan in step (scoutfs(5)).
+  let orphanTimer: ReturnType<typeof setTimeout> | null = null;
+  let orphanScan: Promise<void> | null = null;
+  let orphanStopped = false;
+  const scheduleOrphanScan = () => {
+    if (orphanStopped) return;
+    const delay = opts.orphanScanDelayMs * (0.8 + 0.4 * Math.random());
+    orphanTimer = setTimeout(() => {
+      orphanTimer = null;
+      orphanScan = fsImpl
+        .scanOrphans()
+        .then((n) => {
+          if (n > 0) log(`orphan scan deleted ${n} inode${n === 1 ? "" : "s"}`);
+        })
+        .catch((err: unknown) => log(`orphan scan failed (next one in ~${opts.orphanScanDelayMs} ms): ${(err as Error).message}`))
+        .finally(() => {
+          orphanScan = null;
+          scheduleOrphanScan();
+        });
+    }, delay);
+  };
+  scheduleOrphanScan();
+  const stopOrphanScans = async () => {
+    orphanStopped = true;
+    if (orphanTimer !== null) clearTimeout(orphanTimer);
+    // bounded: a scan waiting for a server that is gone must not hold up the unmount
+    if (orphanScan !== null) await Promise.race([orphanScan, Bun.sleep(ORPHAN_SCAN_STOP_WAIT_MS)]);
+  };
+
   let signalled: NodeJS.Signals | null = null;
   const onSignal = (sig: NodeJS.Signals) => {
     signalled = sig;
@@ -318,6 +349,7 @@ export async function runNode(a: NodeArgs): Promise<number> {
   ]);
   process.off("SIGTERM", onSignal);
   process.off("SIGINT", onSignal);
+  await stopOrphanScans();
   try {
     if (status === 0) {
       // bounded: with no server left to answer (the last quorum members unmounted first) the

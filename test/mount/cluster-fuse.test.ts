@@ -23,7 +23,9 @@ function logs(): string {
 }
 
 async function mountSlot(slot: number): Promise<void> {
-  const p = Bun.spawn([BUN, CLI, "mount", "-o", `metadev_path=${meta},quorum_slot_nr=${slot},quorum_heartbeat_timeout_ms=2000`, data, mnts[slot]!], { env, stdout: "pipe", stderr: "pipe" });
+  // orphan scans every ~500 ms (default 10 s): the failover test waits for one
+  const o = `metadev_path=${meta},quorum_slot_nr=${slot},quorum_heartbeat_timeout_ms=2000,orphan_scan_delay_ms=500`;
+  const p = Bun.spawn([BUN, CLI, "mount", "-o", o, data, mnts[slot]!], { env, stdout: "pipe", stderr: "pipe" });
   const code = await p.exited;
   const err = await new Response(p.stderr).text();
   if (code !== 0 || !isMounted(mnts[slot]!)) throw new Error(`mount of slot ${slot} failed (${code}): ${err}\n${logs()}`);
@@ -230,6 +232,20 @@ describe("two FUSE mounts of one volume", () => {
     fs.writeSync(fd, "fsync'd on the old leader");
     fs.fsyncSync(fd);
     fs.closeSync(fd);
+    // a file the leader's kernel holds open, unlinked on a survivor: its deletion waits for the
+    // leader to let go, which it never does — the survivors' orphan scan deletes it once the
+    // new server has fenced the dead leader
+    const held = Buffer.alloc(1 << 20, 0x6b);
+    fs.writeFileSync(path.join(survivors[0]!, "held-by-leader"), held);
+    const heldFd = fs.openSync(path.join(lead!, "held-by-leader"), "r");
+    expect(fs.readSync(heldFd, Buffer.alloc(16), 0, 16, 0)).toBe(16);
+    fs.unlinkSync(path.join(survivors[0]!, "held-by-leader"));
+    for (const m of survivors) {
+      const d = fs.openSync(m, "r");
+      fs.fsyncSync(d);
+      fs.closeSync(d);
+    }
+    const freeBefore = fs.statfsSync(survivors[0]!).bfree;
     const pid = Number(Bun.spawnSync(["pgrep", "-f", `quorum_slot_nr=${mnts.indexOf(lead!)},.* ${lead}$`]).stdout.toString().trim().split("\n")[0]);
     expect(pid).toBeGreaterThan(0);
     process.kill(pid, "SIGKILL");
@@ -242,5 +258,23 @@ describe("two FUSE mounts of one volume", () => {
     expect(fs.readFileSync(path.join(survivors[0]!, "after-kill"), "utf8")).toBe("written after failover, and appended");
     expect(leaders().some((m) => survivors.includes(m))).toBe(true);
     expect(isMounted(C)).toBe(true);
+    try {
+      fs.closeSync(heldFd);
+    } catch {
+      // the dead node's FUSE connection is gone
+    }
+    let freed = false;
+    for (let i = 0; i < 100 && !freed; i++) {
+      await Bun.sleep(200);
+      for (const m of survivors) {
+        const d = fs.openSync(m, "r");
+        fs.fsyncSync(d);
+        fs.closeSync(d);
+      }
+      // its 256 blocks, less the one "after-kill" took meanwhile
+      freed = fs.statfsSync(survivors[0]!).bfree >= freeBefore + 256 - 1;
+    }
+    expect(freed).toBe(true);
+    expect(logs()).toMatch(/orphan scan deleted 1 inode/);
   }, 60_000);
 });
