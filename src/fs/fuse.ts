@@ -186,6 +186,9 @@ export class ScoutfsFuse implements Filesystem {
   private readonly deleteOrphansOnInit: boolean;
   /** Other mounts' open inode bitmaps by omap group, valid while we hold the group WRITE (lostWrite). */
   private readonly omapCache = new Map<bigint, Uint8Array>();
+  /** Questions on their way, by group (omapFetch); lostWrite counts in omapEpoch. */
+  private readonly omapPending = new Map<bigint, Promise<Uint8Array>>();
+  private omapEpoch = 0;
   counters = { deletedInodes: 0, deletesDeferred: 0, transactions: 0, holdWaits: 0, lockRetries: 0, lockWaits: 0, kernelInvalidations: 0, dataRefills: 0 };
 
   constructor(
@@ -286,17 +289,13 @@ export class ScoutfsFuse implements Filesystem {
     try {
       if (!this.inSession(s, () => this.deleteCandidate(ino))) return;
       const { groupNr, bit } = openInoMapGroup(ino);
-      let bits = this.omapCache.get(groupNr);
-      if (bits === undefined) {
-        try {
-          bits = await this.baseStore.openInoMap!(groupNr);
-        } catch (e) {
-          this.counters.deletesDeferred++;
-          this.deleteFailed(ino, e);
-          return;
-        }
-        if (this.omapCache.size >= OMAP_CACHE_GROUPS_MAX) this.omapCache.clear();
-        this.omapCache.set(groupNr, bits);
+      let bits: Uint8Array;
+      try {
+        bits = this.omapCache.get(groupNr) ?? (await this.omapFetch(groupNr));
+      } catch (e) {
+        this.counters.deletesDeferred++;
+        this.deleteFailed(ino, e);
+        return;
       }
       if (openInoMapTest(bits, bit)) {
         this.counters.deletesDeferred++;
@@ -323,10 +322,39 @@ export class ScoutfsFuse implements Filesystem {
    * clears meanwhile only means the mount that let go deletes the inode itself.
    */
   lostWrite(first: bigint, last: bigint): void {
+    this.omapEpoch++;
     if (this.omapCache.size === 0) return;
     const g0 = first >> BigInt(OPEN_INO_MAP_SHIFT);
     const g1 = last >> BigInt(OPEN_INO_MAP_SHIFT);
     for (const g of [...this.omapCache.keys()]) if (g >= g0 && g <= g1) this.omapCache.delete(g);
+  }
+
+  /**
+   * The omap bitmap of `groupNr` from the server, one question at a time per group: a burst of
+   * deletions in one group (a BATCH_FORGET after rm -r) waits for one answer instead of sending a
+   * request each (which filled the client's request window). Kept while the WRITE lock stays.
+   */
+  private omapFetch(groupNr: bigint): Promise<Uint8Array> {
+    let p = this.omapPending.get(groupNr);
+    if (p !== undefined) return p;
+    const epoch = this.omapEpoch;
+    p = this.baseStore.openInoMap!(groupNr).then(
+      (bits) => {
+        this.omapPending.delete(groupNr);
+        // (a WRITE lock lost meanwhile cannot happen while the asker holds it; checked anyway)
+        if (epoch === this.omapEpoch) {
+          if (this.omapCache.size >= OMAP_CACHE_GROUPS_MAX) this.omapCache.clear();
+          this.omapCache.set(groupNr, bits);
+        }
+        return bits;
+      },
+      (e: unknown) => {
+        this.omapPending.delete(groupNr);
+        throw e;
+      },
+    );
+    this.omapPending.set(groupNr, p);
+    return p;
   }
 
   /** Run `fn` synchronously as the current operation of session `s` (held for writing). */
