@@ -192,8 +192,24 @@ interface Path {
 }
 
 function btree_read_path(cache: MetaCache, root: BtreeRootRef, w: KeyWords): Path {
-  const nodes: BtreeNode[] = new Array(root.height);
-  const idx: number[] = new Array(root.height);
+  return btree_read_path_into(cache, root, w, { nodes: new Array(root.height), idx: new Array(root.height) });
+}
+
+/**
+ * Paths btreeNext and btreePrev walk in, one per height, reused: those two allocate nothing but
+ * the item they return (they call nothing that could start another walk before they are done,
+ * as with `readWords`). Scans and ranges hold their paths across callers' code: their own.
+ */
+const scratchPaths: Path[] = [];
+
+function scratchPath(height: number): Path {
+  let p = scratchPaths[height];
+  if (p === undefined) scratchPaths[height] = p = { nodes: new Array(height), idx: new Array(height) };
+  return p;
+}
+
+function btree_read_path_into(cache: MetaCache, root: BtreeRootRef, w: KeyWords, p: Path): Path {
+  const { nodes, idx } = p;
   let node = btree_read_node(cache, root.ref, root.height - 1);
   for (let level = root.height - 1; level > 0; level--) {
     nodes[level] = node;
@@ -203,7 +219,7 @@ function btree_read_path(cache: MetaCache, root: BtreeRootRef, w: KeyWords): Pat
   }
   nodes[0] = node;
   idx[0] = nodeLowerBound(node, w);
-  return { nodes, idx };
+  return p;
 }
 
 /**
@@ -247,29 +263,47 @@ function btree_path_prev_leaf(cache: MetaCache, p: Path): boolean {
   return p.nodes[0]!.nr > 0 || btree_path_prev_leaf(cache, p);
 }
 
-/** The first item with key >= `key`, or null. */
-export function btreeNext(cache: MetaCache, root: BtreeRootRef, key: PackedKey): BtreeItemView | null {
-  checkRoot(root);
-  if (root.height === 0) return null;
-  const p = btree_read_path(cache, root, keyWordsInto(key, readWords));
-  if (p.idx[0]! < p.nodes[0]!.nr) return nodeItem(p.nodes[0]!, p.idx[0]!);
-  if (!btree_path_next_leaf(cache, p)) return null;
-  return nodeItem(p.nodes[0]!, 0);
+/** Key words of the bound of a btreeNext/btreePrev (no allocation, as `readWords`). */
+const boundWords = keyWords(PACKED_KEY_MAX);
+
+/**
+ * Is item i of `leaf` beyond `bound` (after it when `after`, else before it)? Compared in the
+ * block, so an item a bounded read does not want costs no key string and no value copy: reads of
+ * an empty range (a name, an xattr, an extent that is not there) are most of them.
+ */
+function beyond(leaf: BtreeNode, i: number, bound: PackedKey | undefined, after: boolean): boolean {
+  if (bound === undefined || bound.length !== PACKED_KEY_LEN) return false;
+  const c = nodeCmp(leaf, i, keyWordsInto(bound, boundWords));
+  return after ? c > 0 : c < 0;
 }
 
-/** The last item with key <= `key`, or null. */
-export function btreePrev(cache: MetaCache, root: BtreeRootRef, key: PackedKey): BtreeItemView | null {
+/** The first item with key >= `key`, or null; null too when it is after `last` (if given). */
+export function btreeNext(cache: MetaCache, root: BtreeRootRef, key: PackedKey, last?: PackedKey): BtreeItemView | null {
+  checkRoot(root);
+  if (root.height === 0) return null;
+  const p = btree_read_path_into(cache, root, keyWordsInto(key, readWords), scratchPath(root.height));
+  let i = p.idx[0]!;
+  if (i >= p.nodes[0]!.nr) {
+    if (!btree_path_next_leaf(cache, p)) return null;
+    i = 0;
+  }
+  const leaf = p.nodes[0]!;
+  return beyond(leaf, i, last, true) ? null : nodeItem(leaf, i);
+}
+
+/** The last item with key <= `key`, or null; null too when it is before `first` (if given). */
+export function btreePrev(cache: MetaCache, root: BtreeRootRef, key: PackedKey, first?: PackedKey): BtreeItemView | null {
   checkRoot(root);
   if (root.height === 0) return null;
   const w = keyWordsInto(key, readWords);
-  const p = btree_read_path(cache, root, w);
+  const p = btree_read_path_into(cache, root, w, scratchPath(root.height));
   const leaf = p.nodes[0]!;
   const i = p.idx[0]!;
-  if (i < leaf.nr && nodeCmp(leaf, i, w) === 0) return nodeItem(leaf, i, key);
-  if (i > 0) return nodeItem(leaf, i - 1);
+  if (i < leaf.nr && nodeCmp(leaf, i, w) === 0) return beyond(leaf, i, first, false) ? null : nodeItem(leaf, i, key);
+  if (i > 0) return beyond(leaf, i - 1, first, false) ? null : nodeItem(leaf, i - 1);
   if (!btree_path_prev_leaf(cache, p)) return null;
   const prevLeaf = p.nodes[0]!;
-  return nodeItem(prevLeaf, prevLeaf.nr - 1);
+  return beyond(prevLeaf, prevLeaf.nr - 1, first, false) ? null : nodeItem(prevLeaf, prevLeaf.nr - 1);
 }
 
 /**

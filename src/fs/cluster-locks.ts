@@ -55,7 +55,10 @@ interface Want {
 }
 
 class Session implements FsLockSession {
-  /** Groups held, by group key: the mode held. */
+  /**
+   * Groups held, by group key: the mode held. A group's key is its lock's start key (an inode
+   * group range starts at its own lockStartOf), so sessions use the range's start as it is.
+   */
   readonly groups = new Map<string, number>();
   readonly handles: LockHandle[] = [];
   private released = false;
@@ -75,13 +78,21 @@ class Session implements FsLockSession {
 
   cover(key: PackedKey, write: boolean): boolean {
     if ((this.hitMode === LOCK_WRITE || (this.hitMode === LOCK_READ && !write)) && sameGroup(this.hitKey, key)) return true;
-    const g = groupOfKey(key);
-    const m = this.groups.get(g);
+    // a session holds a handful of groups: comparing in place costs less than building the
+    // key's group string (lockStartOf allocates) to look it up
+    let m: number | undefined;
+    for (const [g, gm] of this.groups) {
+      if (sameGroup(g, key)) {
+        m = gm;
+        break;
+      }
+    }
     if (m === LOCK_WRITE || (m === LOCK_READ && !write)) {
       this.hitKey = key;
       this.hitMode = m;
       return true;
     }
+    const g = groupOfKey(key);
     const r = groupRange(fsKeyIno(key));
     // a cached WRITE grant serves reads too; take it when we have it so a later write needs no retry
     const h = this.cache.tryLock(r.start, r.end, LOCK_WRITE) ?? (write ? null : this.cache.tryLock(r.start, r.end, LOCK_READ));
@@ -108,6 +119,18 @@ export class LockCacheFsLocks implements FsLocks {
   begin(inos: readonly bigint[], write: boolean, rename: boolean): FsLockSession | Promise<FsLockSession> {
     this.counters.sessions++;
     const mode = write ? LOCK_WRITE : LOCK_READ;
+    if (inos.length === 1 && !rename) {
+      // most operations name one inode: no ordering to do, and a cached grant needs nothing else
+      const r = groupRange(inos[0]!);
+      const s = new Session(this.cache);
+      const h = this.cache.tryLock(r.start, r.end, mode);
+      if (h !== null) {
+        s.add(h, r.start);
+        return s;
+      }
+      this.counters.waited++;
+      return this.rest(s, [{ start: r.start, end: r.end, mode }], 0);
+    }
     const wants: Want[] = [];
     const seen = new Set<string>();
     for (const ino of inos) {
@@ -128,7 +151,7 @@ export class LockCacheFsLocks implements FsLocks {
         const w = wants[i]!;
         const h = this.cache.tryLock(w.start, w.end, w.mode);
         if (h === null) break;
-        s.add(h, w.start.charCodeAt(0) === FS_ZONE ? groupOfKey(w.start) : null);
+        s.add(h, w.start.charCodeAt(0) === FS_ZONE ? w.start : null);
       }
     } catch (e) {
       s.release();
@@ -144,7 +167,7 @@ export class LockCacheFsLocks implements FsLocks {
       for (let i = from; i < wants.length; i++) {
         const w = wants[i]!;
         const h = await this.cache.lock(w.start, w.end, w.mode);
-        s.add(h, w.start.charCodeAt(0) === FS_ZONE ? groupOfKey(w.start) : null);
+        s.add(h, w.start.charCodeAt(0) === FS_ZONE ? w.start : null);
       }
       return s;
     } catch (e) {

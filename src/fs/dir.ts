@@ -134,7 +134,11 @@ export function checkName(name: Uint8Array): void {
 /** The entry `name` in directory `dirIno`, or null. */
 export function dirLookup(r: ItemReader, dirIno: bigint, name: Uint8Array): DirentVal | null {
   checkName(name);
-  const hash = direntNameHash(name);
+  return lookupHashed(r, dirIno, name, direntNameHash(name));
+}
+
+/** dirLookup of a checked name whose hash the caller has (a create hashes the name once). */
+function lookupHashed(r: ItemReader, dirIno: bigint, name: Uint8Array, hash: bigint): DirentVal | null {
   const last = direntKey(dirIno, hash, U64_MAX);
   let key = direntKey(dirIno, hash, 0n);
   for (;;) {
@@ -162,11 +166,11 @@ export function dirDelEntryItems(tx: Tx, dirIno: bigint, d: DirentVal): void {
 }
 
 /** Add `name` -> `target` to `dir` at its next readdir position; dir size and times follow. */
-function addEntry(tx: Tx, dir: FsInode, name: Uint8Array, target: FsInode, now: FsTime): DirentVal {
+function addEntry(tx: Tx, dir: FsInode, name: Uint8Array, target: FsInode, now: FsTime, hash = direntNameHash(name)): DirentVal {
   const pos = dir.v.next_readdir_pos;
   if (pos > DIRENT_LAST_POS) fsFail("ENOSPC", `directory ${dir.ino} ran out of readdir positions`);
   dir.v.next_readdir_pos = pos + 1n;
-  const d: DirentVal = { ino: target.ino, hash: direntNameHash(name), pos, type: modeToDt(target.v.mode), name };
+  const d: DirentVal = { ino: target.ino, hash, pos, type: modeToDt(target.v.mode), name };
   dirAddEntryItems(tx, dir.ino, d);
   dir.v.size += BigInt(name.length);
   touchMtime(dir, now);
@@ -255,9 +259,11 @@ export interface CreateArgs {
 /** Make a new inode named `name` in `dirIno` (or an unnamed tmpfile). */
 export function dirCreate(tx: Tx, dirIno: bigint, name: Uint8Array | null, a: CreateArgs, now: FsTime): FsInode {
   const dir = loadDir(tx, dirIno);
+  let hash = 0n;
   if (name !== null) {
     checkName(name);
-    if (dirLookup(tx.w, dirIno, name) !== null) fsFail("EEXIST", "name exists");
+    hash = direntNameHash(name);
+    if (lookupHashed(tx.w, dirIno, name, hash) !== null) fsFail("EEXIST", "name exists");
   }
   let mode = a.mode;
   if (isDir(mode) && !a.tmpfile && dir.v.nlink >= LINK_MAX) fsFail("EMLINK", `directory ${dirIno} has too many links`);
@@ -286,7 +292,7 @@ export function dirCreate(tx: Tx, dirIno: bigint, name: Uint8Array | null, a: Cr
   if (a.tmpfile) {
     orphanCreate(tx, ino);
   } else {
-    addEntry(tx, dir, name!, inode, now);
+    addEntry(tx, dir, name!, inode, now, hash);
     if (isDir(mode)) dir.v.nlink++;
   }
   inodeCreateItem(tx, inode);

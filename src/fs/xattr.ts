@@ -41,7 +41,20 @@ const TAG_LEN = 5;
 const PREFIXES = ["user.", "trusted.", "security.", SCOUTFS_PREFIX];
 const MAX_TOTL_U64_CHARS = 23;
 
-const latin1 = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff);
+/**
+ * A name's bytes, one per char (names are latin1 byte strings). A plain loop: `Uint8Array.from`
+ * with a mapping function iterated the string, for every GETXATTR. A string with surrogates
+ * (not a byte string) keeps the iteration's one byte per code point.
+ */
+function latin1(s: string): Uint8Array {
+  const b = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdfff) return Uint8Array.from(s, (ch) => ch.charCodeAt(0) & 0xff);
+    b[i] = c & 0xff;
+  }
+  return b;
+}
 const str = (b: Uint8Array): string => String.fromCharCode(...b);
 
 export function xattrNameHash(name: Uint8Array): number {

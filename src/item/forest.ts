@@ -173,18 +173,17 @@ export class Forest implements ItemSource {
     return t;
   }
 
-  /** Run a read, refreshing roots from the super block on ESTALE (bounded), then EIO. */
-  private withRetry<T>(fn: () => T): T {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return fn();
-      } catch (err) {
-        if (!(err instanceof ScoutfsError) || err.code !== "ESTALE") throw err;
-        this.counters.stale++;
-        if (attempt >= FOREST_STALE_RETRIES) throw new ScoutfsError("EIO", `forest read still stale after ${attempt} root refreshes: ${err.message}`);
-        this.setRoots(this.refreshSync());
-      }
-    }
+  /**
+   * A read failed with `err` on its attempt number `attempt`: on ESTALE refresh the roots from the
+   * super block (so the caller tries again), at most FOREST_STALE_RETRIES times, then EIO; any
+   * other error is rethrown. (The reads loop themselves rather than pass a closure to a retry
+   * helper: every item read allocated one.)
+   */
+  private staleRetry(err: unknown, attempt: number): void {
+    if (!(err instanceof ScoutfsError) || err.code !== "ESTALE") throw err;
+    this.counters.stale++;
+    if (attempt >= FOREST_STALE_RETRIES) throw new ScoutfsError("EIO", `forest read still stale after ${attempt} root refreshes: ${err.message}`);
+    this.setRoots(this.refreshSync());
   }
 
   /** The winning version of a key among candidate items (greatest seq, later tree on ties). */
@@ -195,11 +194,19 @@ export class Forest implements ItemSource {
   }
 
   lookup(key: PackedKey): Uint8Array | null {
-    return this.withRetry(() => {
-      let best: BtreeItemView | null = null;
-      for (const r of this.treesFor(key, key)) best = Forest.better(best, btreeLookup(this.cache, r, key));
-      return best && !(best.flags & C.ITEM_FLAG_DELETION) ? best.val : null;
-    });
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return this.lookupOnce(key);
+      } catch (err) {
+        this.staleRetry(err, attempt);
+      }
+    }
+  }
+
+  private lookupOnce(key: PackedKey): Uint8Array | null {
+    let best: BtreeItemView | null = null;
+    for (const r of this.treesFor(key, key)) best = Forest.better(best, btreeLookup(this.cache, r, key));
+    return best && !(best.flags & C.ITEM_FLAG_DELETION) ? best.val : null;
   }
 
   /**
@@ -208,67 +215,84 @@ export class Forest implements ItemSource {
    * trees whose candidate was that key, not every tree of the forest.
    */
   next(key: PackedKey, last: PackedKey): ItemRef | null {
-    return this.withRetry(() => {
-      if (key > last) return null;
-      const trees = this.treesFor(key, last);
-      const n = trees.length;
-      const cand: (BtreeItemView | null)[] = new Array(n);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return this.nextOnce(key, last);
+      } catch (err) {
+        this.staleRetry(err, attempt);
+      }
+    }
+  }
+
+  private nextOnce(key: PackedKey, last: PackedKey): ItemRef | null {
+    if (key > last) return null;
+    const trees = this.treesFor(key, last);
+    const n = trees.length;
+    const cand: (BtreeItemView | null)[] = new Array(n);
+    // bounded: a tree's first item past `last` is not even made (see btreeNext)
+    for (let i = 0; i < n; i++) {
+      const it = btreeNext(this.cache, trees[i]!, key, last);
+      cand[i] = it !== null && it.key <= last ? it : null;
+    }
+    for (;;) {
+      let best: BtreeItemView | null = null;
       for (let i = 0; i < n; i++) {
-        const it = btreeNext(this.cache, trees[i]!, key);
+        const it = cand[i]!;
+        if (it === null) continue;
+        if (best === null || it.key < best.key) best = it;
+        else if (it.key === best.key) best = Forest.better(best, it);
+      }
+      if (best === null) return null;
+      if (!(best.flags & C.ITEM_FLAG_DELETION)) return { key: best.key, val: best.val };
+      const k = best.key;
+      const from = keySucc(k);
+      if (from === "" || from > last) return null;
+      for (let i = 0; i < n; i++) {
+        if (cand[i]?.key !== k) continue;
+        const it = btreeNext(this.cache, trees[i]!, from, last);
         cand[i] = it !== null && it.key <= last ? it : null;
       }
-      for (;;) {
-        let best: BtreeItemView | null = null;
-        for (let i = 0; i < n; i++) {
-          const it = cand[i]!;
-          if (it === null) continue;
-          if (best === null || it.key < best.key) best = it;
-          else if (it.key === best.key) best = Forest.better(best, it);
-        }
-        if (best === null) return null;
-        if (!(best.flags & C.ITEM_FLAG_DELETION)) return { key: best.key, val: best.val };
-        const k = best.key;
-        const from = keySucc(k);
-        if (from === "" || from > last) return null;
-        for (let i = 0; i < n; i++) {
-          if (cand[i]?.key !== k) continue;
-          const it = btreeNext(this.cache, trees[i]!, from);
-          cand[i] = it !== null && it.key <= last ? it : null;
-        }
-      }
-    });
+    }
   }
 
   /** The last live item in [first, key]; candidates kept per tree as in `next`. */
   prev(key: PackedKey, first: PackedKey): ItemRef | null {
-    return this.withRetry(() => {
-      if (key < first) return null;
-      const trees = this.treesFor(first, key);
-      const n = trees.length;
-      const cand: (BtreeItemView | null)[] = new Array(n);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return this.prevOnce(key, first);
+      } catch (err) {
+        this.staleRetry(err, attempt);
+      }
+    }
+  }
+
+  private prevOnce(key: PackedKey, first: PackedKey): ItemRef | null {
+    if (key < first) return null;
+    const trees = this.treesFor(first, key);
+    const n = trees.length;
+    const cand: (BtreeItemView | null)[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const it = btreePrev(this.cache, trees[i]!, key, first);
+      cand[i] = it !== null && it.key >= first ? it : null;
+    }
+    for (;;) {
+      let best: BtreeItemView | null = null;
       for (let i = 0; i < n; i++) {
-        const it = btreePrev(this.cache, trees[i]!, key);
+        const it = cand[i]!;
+        if (it === null) continue;
+        if (best === null || it.key > best.key) best = it;
+        else if (it.key === best.key) best = Forest.better(best, it);
+      }
+      if (best === null) return null;
+      if (!(best.flags & C.ITEM_FLAG_DELETION)) return { key: best.key, val: best.val };
+      const k = best.key;
+      const from = keyPred(k);
+      if (from === "" || from < first) return null;
+      for (let i = 0; i < n; i++) {
+        if (cand[i]?.key !== k) continue;
+        const it = btreePrev(this.cache, trees[i]!, from, first);
         cand[i] = it !== null && it.key >= first ? it : null;
       }
-      for (;;) {
-        let best: BtreeItemView | null = null;
-        for (let i = 0; i < n; i++) {
-          const it = cand[i]!;
-          if (it === null) continue;
-          if (best === null || it.key > best.key) best = it;
-          else if (it.key === best.key) best = Forest.better(best, it);
-        }
-        if (best === null) return null;
-        if (!(best.flags & C.ITEM_FLAG_DELETION)) return { key: best.key, val: best.val };
-        const k = best.key;
-        const from = keyPred(k);
-        if (from === "" || from < first) return null;
-        for (let i = 0; i < n; i++) {
-          if (cand[i]?.key !== k) continue;
-          const it = btreePrev(this.cache, trees[i]!, from);
-          cand[i] = it !== null && it.key >= first ? it : null;
-        }
-      }
-    });
+    }
   }
 }
