@@ -130,7 +130,7 @@ export class ClientStore implements ItemStore {
         const s = readSuper(this.meta, { meta: true, fsid: this.client.fsid });
         return { fs_root: s.fs_root, logs_root: s.logs_root };
       },
-      () => ({ rid: this.lt.rid, nr: this.lt.nr, root: this.lt.item_root }),
+      () => this.ownTree(),
     );
     this.items = new ItemCache(this.forest);
     this.data = this.makeDataStore();
@@ -197,7 +197,9 @@ export class ClientStore implements ItemStore {
       throw err;
     }
     this.txAllocs = null;
-    if (this.items.dirtyBytes >= this.dirtyBytesLimit() || this.items.dirtyCount >= this.dirtyItemsLimit() || this.commitBlocksEstimate() * 2 > this.lt.meta_avail.first_nr - CLIENT_META_RESERVE_BLOCKS || this.commitBlocksEstimate() > TRANS_DIRTY_BLOCKS_MAX) {
+    // (not while a commit is in flight: every transaction then queued one more commit behind
+    // it, a storm of commits once it finished; the next transaction after it asks again)
+    if (this.committing === null && (this.items.dirtyBytes >= this.dirtyBytesLimit() || this.items.dirtyCount >= this.dirtyItemsLimit() || this.commitBlocksEstimate() * 2 > this.lt.meta_avail.first_nr - CLIENT_META_RESERVE_BLOCKS || this.commitBlocksEstimate() > TRANS_DIRTY_BLOCKS_MAX)) {
       void this.commitQuietly(false);
     }
     return r;
@@ -255,12 +257,20 @@ export class ClientStore implements ItemStore {
     // Nothing to commit and too few blocks. Room may have come back since our last commit (a
     // merge freed trees, another mount left): ask the server once — an empty commit is a
     // get_log_trees, which refills — but at most every CLIENT_ROOM_ASK_MS, so operations on a
-    // full device get ENOSPC after one round trip at most, never an endless retry.
+    // full device get ENOSPC after one round trip at most, never an endless retry. Sooner when
+    // we have read newer roots since the last answer (a lock grant, a refresh): the server may
+    // have merged meanwhile — a mount that asked just before a merge freed room must not refuse
+    // work for the rest of the second.
     const now = performance.now();
-    if (now - this.roomAskedAt >= CLIENT_ROOM_ASK_MS) {
+    if (now - this.roomAskedAt >= CLIENT_ROOM_ASK_MS || this.forest.counters.refreshes !== this.roomAskedRefreshes) {
       this.roomAskedAt = now;
       this.counters.holdWaits++;
-      return this.commit(true).then(() => this.settle());
+      return this.commit(true)
+        .then(() => this.settle())
+        .then(() => {
+          // (the ask refreshed the roots itself: only later refreshes count as news)
+          this.roomAskedRefreshes = this.forest.counters.refreshes;
+        });
     }
     // a removal waits a little longer (asking every second): the server starts a merge when it
     // refuses a mount room, and the merge applies deletions and frees the merged trees
@@ -306,6 +316,8 @@ export class ClientStore implements ItemStore {
 
   /** When hold() last asked the server for room with an empty commit (performance.now()). */
   private roomAskedAt = -Infinity;
+  /** forest.counters.refreshes when that ask was answered (-1: never asked). */
+  private roomAskedRefreshes = -1;
   /** When a removal was first refused room since one was last admitted. */
   private freeingRefusedAt: number | null = null;
   /** The last alloc_inodes failed (cleared by the next that succeeds). */
@@ -326,11 +338,44 @@ export class ClientStore implements ItemStore {
   /** Key groups (zone, first, type) changed since the last commit started: see commitBlocksEstimate. */
   private dirtyGroups = new Set<string>();
 
+  /** The group last added to dirtyGroups (reset with it): consecutive changes share one. */
+  private lastNoted = "";
+
+  /** Note the group (zone, first, type: the first 10 characters) of a changed key. */
+  private note(key: string): void {
+    const l = this.lastNoted;
+    if (l.length === 10 && key.length >= 10) {
+      let i = 0;
+      while (i < 10 && key.charCodeAt(i) === l.charCodeAt(i)) i++;
+      if (i === 10) return;
+    }
+    const g = key.slice(0, 10);
+    this.lastNoted = g;
+    this.dirtyGroups.add(g);
+  }
+
+  /** The noting writer over the item cache's writer, made once per writer (every transaction). */
+  private notingOf: ItemWriter | null = null;
+  private notingW: ItemWriter | null = null;
+
+  /** Our open tree for the forest, one object per log_trees (its item_root changes in place). */
+  private ownOf: LogTrees | null = null;
+  private ownV: { rid: bigint; nr: bigint; root: BtreeRootRef } | null = null;
+  private ownTree(): { rid: bigint; nr: bigint; root: BtreeRootRef } {
+    const lt = this.lt;
+    if (this.ownOf !== lt || this.ownV === null || this.ownV.root !== lt.item_root) {
+      this.ownOf = lt;
+      this.ownV = { rid: lt.rid, nr: lt.nr, root: lt.item_root as BtreeRootRef };
+    }
+    return this.ownV;
+  }
+
   /** The item writer `fn` sees: notes each changed key's group on the way. */
   private noting(w: ItemWriter): ItemWriter {
-    const g = this.dirtyGroups;
-    const note = (key: string) => g.add(key.slice(0, 10));
-    return {
+    if (this.notingOf === w && this.notingW !== null) return this.notingW;
+    const note = (key: string) => this.note(key);
+    this.notingOf = w;
+    this.notingW = {
       lookup: (key) => w.lookup(key),
       next: (key, last) => w.next(key, last),
       prev: (key, first) => w.prev(key, first),
@@ -339,6 +384,7 @@ export class ClientStore implements ItemStore {
       put: (key, val) => (note(key), w.put(key, val)),
       delete: (key) => (note(key), w.delete(key)),
     };
+    return this.notingW;
   }
 
   /** Dirty items the next commit can surely absorb with the blocks of meta_avail (a leaf each). */
@@ -577,6 +623,7 @@ export class ClientStore implements ItemStore {
     const items = this.items.dirtyItems();
     const groups = this.dirtyGroups;
     this.dirtyGroups = new Set();
+    this.lastNoted = "";
     const allocs = this.pendingAllocs;
     const frees = this.pendingFrees;
     const saved = LogTrees.encode(this.lt);
