@@ -567,13 +567,28 @@ export class ScoutfsFuse implements Filesystem {
   async scanOrphans(): Promise<number> {
     const before = this.counters.deletedInodes;
     await this.baseStore.refreshRoots?.();
+    const omap = this.baseStore.openInoMap !== undefined && this.locks.clustered;
+    // Unlocked hints, one question per group per scan (as scoutfs's scan): an orphan another
+    // mount still holds is skipped without taking its group's WRITE lock away from that mount
+    // every scan. deleteChecked asks again under the lock before it deletes anything.
+    const hints = new Map<bigint, Uint8Array | null>();
     for (const ino of orphanList(this.store.reader)) {
       if (this.inUse(ino)) continue;
-      if (this.baseStore.openInoMap !== undefined && this.locks.clustered) {
-        await this.deleteChecked(ino);
+      if (!omap) {
+        await this.locked([ino], true, () => this.deleteNow(ino));
         continue;
       }
-      await this.locked([ino], true, () => this.deleteNow(ino));
+      const { groupNr, bit } = openInoMapGroup(ino);
+      let hint = hints.get(groupNr);
+      if (hint === undefined) {
+        hint = await this.baseStore.openInoMap!(groupNr).catch(() => null);
+        hints.set(groupNr, hint);
+      }
+      if (hint !== null && openInoMapTest(hint, bit)) {
+        this.counters.deletesDeferred++;
+        continue;
+      }
+      await this.deleteChecked(ino);
     }
     return this.counters.deletedInodes - before;
   }
