@@ -200,7 +200,7 @@ async function serveNode(meta: string, data: string, mnt: string): Promise<void>
   const store = await ClientStore.open({ metaPath: meta, dataPath: data, commitIntervalMs: COMMIT_INTERVAL_MS, client: { rid, quorum: true, ...locks.clientHooks } });
   // SCOUTFS_BENCH_CACHE_S / SCOUTFS_BENCH_WRITEBACK / SCOUTFS_BENCH_READAHEAD_KB try other mount configurations
   const cacheS = Number(process.env.SCOUTFS_BENCH_CACHE_S ?? String(NODE_CACHE_TIMEOUT_S));
-  const sfs = new ScoutfsFuse(store, { entryTimeout: cacheS, attrTimeout: cacheS, deleteOrphansOnInit: true, locks: locks.fsLocks, statfs: () => statfsOf(srv.statfs()) });
+  const sfs = new ScoutfsFuse(store, { entryTimeout: cacheS, attrTimeout: cacheS, deleteOrphansOnInit: true, noOpen: true, locks: locks.fsLocks, statfs: () => statfsOf(srv.statfs()) });
   locks.attach(store, sfs);
   const readAheadKb = process.env.SCOUTFS_BENCH_READAHEAD_KB ? Number(process.env.SCOUTFS_BENCH_READAHEAD_KB) : NODE_READ_AHEAD_KB;
   const m = await mount(sfs, mnt, {

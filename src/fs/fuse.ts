@@ -77,6 +77,16 @@ export interface ScoutfsFuseOptions {
   locks?: FsLocks;
   /** Delete orphaned inodes left by a previous run when the kernel sends INIT (single mount). */
   deleteOrphansOnInit?: boolean;
+  /**
+   * FUSE's "no open" mode (as memfs --no-open, docs/fuse.md): no open and no create method, so
+   * after one ENOSYS each the kernel opens files without asking (no OPEN, no RELEASE) and creates
+   * them with MKNOD; O_TRUNC then comes as a SETATTR (ATOMIC_O_TRUNC is not negotiated without
+   * open), its privilege removal with it (FATTR_KILL_SUIDGID). Nothing here needs per-open state:
+   * reads and writes go by inode, and an unlinked file stays while the kernel holds a lookup
+   * reference to it, which it does while the file is open (FORGET comes after the last close).
+   * Saves an OPEN round trip per open and a RELEASE per close. O_TMPFILE keeps its handle.
+   */
+  noOpen?: boolean;
 }
 
 interface Refs {
@@ -201,6 +211,8 @@ export class ScoutfsFuse implements Filesystem {
     this.attrTimeout = opts.attrTimeout ?? 1;
     this.statfsFn = opts.statfs;
     this.deleteOrphansOnInit = opts.deleteOrphansOnInit ?? false;
+    // hidden from the session, which looks for them when negotiating and dispatching
+    if (opts.noOpen === true) for (const m of ["open", "create"] as const) Object.defineProperty(this, m, { value: undefined });
   }
 
   // ------------------------------------------------------------------------------------------

@@ -271,6 +271,8 @@ export async function runNode(a: NodeArgs): Promise<number> {
     // every mount deletes orphans at mount and every orphan_scan_delay_ms (scanOrphans below):
     // each deletion first asks the other mounts whether they still hold the inode (open_ino_map)
     deleteOrphansOnInit: true,
+    // no OPEN/RELEASE round trips (ScoutfsFuseOptions.noOpen)
+    noOpen: true,
     statfs: async () => {
       const srv = server as Server | null;
       if (srv !== null) return statfsOf(srv.statfs(), s.uncommittedDataBlocks);
