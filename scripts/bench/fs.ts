@@ -194,7 +194,7 @@ async function serveNode(meta: string, data: string, mnt: string): Promise<void>
   updateQuorumEvent(dev, sup.hdr.fsid, 0, rid, C.QUORUM_EVENT_BEGIN, 1n);
   updateQuorumEvent(dev, sup.hdr.fsid, 0, rid, C.QUORUM_EVENT_ELECT, 1n);
   dev.close();
-  const srv = Server.start({ metaPath: meta, term: 1n, slot: 0 });
+  const srv = Server.start({ metaPath: meta, term: 1n, slot: 0, log: (m) => process.stderr.write(`server: ${m}\n`) });
   const { MountLocks } = await import("../../src/mount/mount-locks.ts");
   const locks = new MountLocks((m) => process.stderr.write(`${m}\n`));
   const store = await ClientStore.open({ metaPath: meta, dataPath: data, commitIntervalMs: COMMIT_INTERVAL_MS, client: { rid, quorum: true, ...locks.clientHooks } });
