@@ -586,21 +586,27 @@ export class ScoutfsFuse implements Filesystem {
     const hints = new Map<bigint, Uint8Array | null>();
     for (const ino of orphanList(this.store.reader)) {
       if (this.inUse(ino)) continue;
-      if (!omap) {
-        await this.locked([ino], true, () => this.deleteNow(ino));
-        continue;
+      // one orphan that cannot be deleted (EIO on its items, a lock that fails) must not stop
+      // the others, nor fail the mount's INIT: it stays for the next scan
+      try {
+        if (!omap) {
+          await this.locked([ino], true, () => this.deleteNow(ino));
+          continue;
+        }
+        const { groupNr, bit } = openInoMapGroup(ino);
+        let hint = hints.get(groupNr);
+        if (hint === undefined) {
+          hint = await this.baseStore.openInoMap!(groupNr).catch(() => null);
+          hints.set(groupNr, hint);
+        }
+        if (hint !== null && openInoMapTest(hint, bit)) {
+          this.counters.deletesDeferred++;
+          continue;
+        }
+        await this.deleteChecked(ino);
+      } catch (e) {
+        this.deleteFailed(ino, e);
       }
-      const { groupNr, bit } = openInoMapGroup(ino);
-      let hint = hints.get(groupNr);
-      if (hint === undefined) {
-        hint = await this.baseStore.openInoMap!(groupNr).catch(() => null);
-        hints.set(groupNr, hint);
-      }
-      if (hint !== null && openInoMapTest(hint, bit)) {
-        this.counters.deletesDeferred++;
-        continue;
-      }
-      await this.deleteChecked(ino);
     }
     return this.counters.deletedInodes - before;
   }
