@@ -566,7 +566,9 @@ export class ScoutfsFuse implements Filesystem {
       fuseCall(() => orphanScan(this.store, (ino) => this.inUse(ino)));
       return;
     }
-    await this.scanOrphans();
+    // In the background: the kernel waits for INIT's answer, and a shared volume's scan may wait
+    // for other mounts (locks; open_ino_map waits for a new server's recovery, up to its timeout).
+    void this.scanOrphans().catch((e: unknown) => process.stderr.write(`scoutfs: orphan scan at mount failed: ${(e as Error).message}\n`));
   }
 
   /**
