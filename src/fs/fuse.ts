@@ -299,7 +299,7 @@ export class ScoutfsFuse implements Filesystem {
     }
     let retry = false;
     try {
-      if (!this.inSession(s, () => this.deleteCandidate(ino))) return;
+      if (!this.inSession(s, true, () => this.deleteCandidate(ino))) return;
       const { groupNr, bit } = openInoMapGroup(ino);
       let bits: Uint8Array;
       try {
@@ -314,7 +314,7 @@ export class ScoutfsFuse implements Filesystem {
         return;
       }
       try {
-        this.inSession(s, () => this.deleteNow(ino));
+        this.inSession(s, true, () => this.deleteNow(ino));
       } catch (e) {
         if (!(e instanceof NeedLocks)) throw e;
         retry = true;
@@ -369,11 +369,11 @@ export class ScoutfsFuse implements Filesystem {
     return p;
   }
 
-  /** Run `fn` synchronously as the current operation of session `s` (held for writing). */
-  private inSession<T>(s: FsLockSession, fn: () => T): T {
+  /** Run `fn` synchronously as the current operation of session `s` (its locks for writing when `write`). */
+  private inSession<T>(s: FsLockSession, write: boolean, fn: () => T): T {
     assert(this.cur === null, "a lock session is already current");
     this.cur = s;
-    this.curWrite = true;
+    this.curWrite = write;
     try {
       return fn();
     } finally {
@@ -479,16 +479,12 @@ export class ScoutfsFuse implements Filesystem {
 
   private runIn<T>(s: FsLockSession, inos: bigint[], write: boolean, fn: () => T, rename: boolean, beforeWait?: () => void): T | Promise<T> {
     let need: NeedLocks;
-    this.cur = s;
-    this.curWrite = write;
     try {
-      return fn();
+      return this.inSession(s, write, fn);
     } catch (e) {
       if (!(e instanceof NeedLocks)) throw e;
       need = e;
     } finally {
-      this.cur = null;
-      this.curWrite = false;
       s.release();
     }
     this.counters.lockRetries++;
@@ -643,15 +639,12 @@ export class ScoutfsFuse implements Filesystem {
     const r = this.refs.get(ino);
     if (r === undefined) return;
     r.nlookup = Math.max(0, r.nlookup - nlookup);
-    const failed = (e: unknown) => {
-      // forget has no reply: the orphan item stays and a later scan retries.
-      process.stderr.write(`scoutfs: deleting inode ${ino} failed: ${(e as Error).message}\n`);
-    };
+    // forget has no reply: a failure is logged, the orphan item stays and a later scan retries
     try {
       const p = this.maybeDelete(ino);
-      if (p instanceof Promise) p.catch(failed);
+      if (p instanceof Promise) p.catch((e: unknown) => this.deleteFailed(ino, e));
     } catch (e) {
-      failed(e);
+      this.deleteFailed(ino, e);
     }
   }
 

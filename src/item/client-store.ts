@@ -358,15 +358,14 @@ export class ClientStore implements ItemStore {
   private notingOf: ItemWriter | null = null;
   private notingW: ItemWriter | null = null;
 
-  /** Our open tree for the forest, one object per log_trees (its item_root changes in place). */
-  private ownOf: LogTrees | null = null;
+  /**
+   * Our open tree for the forest, made again only when `lt` is replaced (a commit's next tree, a
+   * rollback): each log_trees has its own item_root object, changed in place by commits.
+   */
   private ownV: { rid: bigint; nr: bigint; root: BtreeRootRef } | null = null;
   private ownTree(): { rid: bigint; nr: bigint; root: BtreeRootRef } {
     const lt = this.lt;
-    if (this.ownOf !== lt || this.ownV === null || this.ownV.root !== lt.item_root) {
-      this.ownOf = lt;
-      this.ownV = { rid: lt.rid, nr: lt.nr, root: lt.item_root as BtreeRootRef };
-    }
+    if (this.ownV === null || this.ownV.root !== lt.item_root) this.ownV = { rid: lt.rid, nr: lt.nr, root: lt.item_root as BtreeRootRef };
     return this.ownV;
   }
 

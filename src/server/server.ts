@@ -353,14 +353,9 @@ export class Server {
       }
     }
     // the transaction its commit_log_trees opened (or a resend after failover): nothing to commit
-    const open = this.lts.findLast(rid);
-    if (open && ltIsOpen(open)) {
-      if (this.mergeForRoom()) this.requestMerge();
-      return LogTrees.encode(open);
-    }
-    const lt = this.t.transact("get log trees", (w) => {
+    const last = this.lts.findLast(rid);
+    const lt = last && ltIsOpen(last) ? last : this.t.transact("get log trees", (w) => {
       let lt = this.lts.findLast(rid);
-      if (lt && ltIsOpen(lt)) return lt; // a resend after failover: the transaction is open already
       if (!lt) lt = newLogTrees(rid, 1n);
       else if (ltIsFinalized(lt)) {
         const next = newLogTrees(rid, lt.nr + 1n);

@@ -54,14 +54,7 @@ export function keysOf(store: MemStore, zone?: number): string[] {
     .map((k) => `${k.zone}.${k.first}.${k.type}.${k.second}.${k.third}.${k.fourth}`);
 }
 
-export function errnoOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-    return undefined;
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-}
+export { errnoOf } from "../fuse/helpers.ts";
 
 export function list(fs: SyncFs, nodeid: number): string[] {
   const s = sink();

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { E, O_TMPFILE, sh, sys } from "../fuse/helpers.ts";
+import { E, O_TMPFILE, errnoOf, sh, sys } from "../fuse/helpers.ts";
 import { PAGE_BYTES, withMapping } from "./mmap.ts";
 import { rng } from "../helpers/rng.ts";
 import { expectPrivilegesRemoved } from "../helpers/privs.ts";
@@ -29,15 +29,6 @@ export interface MountBackend {
 
 /** Random seeds of the file checker: SCOUTFS_MOUNT_SEEDS=a,b,c replays chosen ones. */
 export const RANDOM_SEEDS = process.env.SCOUTFS_MOUNT_SEEDS ? process.env.SCOUTFS_MOUNT_SEEDS.split(",").map(Number) : [11, 12, 13, 14, 15, 16];
-
-function errnoOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-    return undefined;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code;
-  }
-}
 
 
 export function posixSuite(title: string, b: MountBackend): void {

@@ -100,6 +100,16 @@ export async function serverStats(s: MemfsServer): Promise<{ opcodes: Record<str
   }
 }
 
+/** The error code (EACCES, ENOENT, ...) `fn` throws, or undefined when it does not throw. */
+export function errnoOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (e) {
+    return (e as { code?: string }).code;
+  }
+}
+
 export function isMounted(mnt: string): boolean {
   return fs.readFileSync("/proc/mounts", "utf8").split("\n").some((l) => l.split(" ")[1] === mnt);
 }

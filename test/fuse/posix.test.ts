@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { E, O_TMPFILE, type MemfsServer, serverStats, sh, startMemfs, sys } from "./helpers.ts";
+import { E, O_TMPFILE, type MemfsServer, errnoOf, serverStats, sh, startMemfs, sys } from "./helpers.ts";
 
 let srv: MemfsServer;
 let n = 0;
@@ -13,15 +13,6 @@ function dir(): string {
   fs.mkdirSync(d);
   fs.chmodSync(d, 0o777);
   return d;
-}
-
-function errnoOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-    return undefined;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code;
-  }
 }
 
 /**
