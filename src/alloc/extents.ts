@@ -60,6 +60,20 @@ const BEST_FIT_SCAN_MAX = 32;
 const MAX_ORDER = freeExtentOrder(C.U64_MAX);
 const EMPTY = new Uint8Array(0);
 
+/** Extents sorted by start, adjacent ones joined into runs (each keeps its parts). */
+export function coalesceExtents(es: readonly Extent[]): { start: bigint; len: bigint; parts: Extent[] }[] {
+  const sorted = [...es].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const runs: { start: bigint; len: bigint; parts: Extent[] }[] = [];
+  for (const e of sorted) {
+    const last = runs[runs.length - 1];
+    if (last !== undefined && last.start + last.len === e.start) {
+      last.len += e.len;
+      last.parts.push(e);
+    } else runs.push({ start: e.start, len: e.len, parts: [e] });
+  }
+  return runs;
+}
+
 export function blknoKey(start: bigint, len: bigint): PackedKey {
   return keyPack({ zone: C.FREE_EXTENT_BLKNO_ZONE, first: start + len - 1n, type: 0, second: len, third: 0n, fourth: 0 });
 }
@@ -149,6 +163,30 @@ export class ExtentAlloc {
     }
     this.put(w, { start: s, len: l });
     this.counters.insert++;
+  }
+
+  /**
+   * Free many extents (a commit's frees): adjacent ones as one run, one tree change per run
+   * instead of one per extent (1000 one-block files were 1000).
+   */
+  insertAll(w: Writer, es: readonly Extent[]): void {
+    for (const run of coalesceExtents(es)) this.insert(w, run.start, run.len);
+  }
+
+  /**
+   * Remove many extents (a commit's allocations) as runs of adjacent ones. A run across two free
+   * extents (a tree whose neighbours were never merged) is removed piece by piece.
+   */
+  removeAll(w: Writer, es: readonly Extent[]): void {
+    for (const run of coalesceExtents(es)) {
+      try {
+        this.remove(w, run.start, run.len);
+      } catch (err) {
+        // (remove refuses before it changes anything)
+        if (run.parts.length === 1 || !(err instanceof ScoutfsError) || err.code !== "EINVAL") throw err;
+        for (const e of run.parts) this.remove(w, e.start, e.len);
+      }
+    }
   }
 
   /** Remove [start, start+len) which must lie inside one free extent. */

@@ -20,6 +20,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { LITTLE_ENDIAN } from "./struct.ts";
 
 const POLY = 0x82f63b78;
 /** Table k (k = 0..15) at [k*256, k*256+256): the crc of a byte followed by k zero bytes. */
@@ -39,7 +40,6 @@ const T = (() => {
   }
   return t;
 })();
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** Continue a crc32c over bytes[start, end) from `crc`, without pre- or post-inversion. */
 export function crc32c(crc: number, bytes: Uint8Array, start = 0, end = bytes.length): number {

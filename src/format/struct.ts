@@ -98,6 +98,12 @@ export interface Struct<S extends Spec> extends Field<Decoded<S>> {
   zero(): Decoded<S>;
 }
 
+/**
+ * Typed arrays (Uint32Array, BigUint64Array) hold their elements in the host's byte order; every
+ * format here is little-endian. Where this holds, their bytes can be copied to and from disk.
+ */
+export const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 export function view(buf: Uint8Array): DataView {
   return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
 }
@@ -113,20 +119,26 @@ export function struct<S extends Spec>(name: string, size: number, spec: S): Str
   }
   const live = entries.filter(([, [, f]]) => !f.isPad);
   const off = Object.fromEntries(entries.map(([k, [o]]) => [k, o])) as { [K in keyof S]: number };
+  // the live fields as parallel arrays: indexed loops, no iterator or destructuring per field
+  // (the super block and log_trees are encoded several times per server commit)
+  const names = live.map(([k]) => k);
+  const offs = live.map(([, [o]]) => o);
+  const fields = live.map(([, [, f]]) => f);
+  const n = live.length;
 
   const get = (dv: DataView, at: number): Decoded<S> => {
     const out: Record<string, unknown> = {};
-    for (const [field, [o, f]] of live) out[field] = f.get(dv, at + o);
+    for (let i = 0; i < n; i++) out[names[i]!] = fields[i]!.get(dv, at + offs[i]!);
     return out as Decoded<S>;
   };
   const set = (dv: DataView, at: number, v: Decoded<S>): void => {
+    // padding (and any gap) is zeros
     new Uint8Array(dv.buffer, dv.byteOffset + at, size).fill(0);
     const rec = v as Record<string, unknown>;
-    for (const [field, [o, f]] of entries) {
-      const val = rec[field];
-      if (f.isPad) continue; // zeroed above
-      if (val === undefined) throw new TypeError(`${name}.${field} is missing`);
-      f.set(dv, at + o, val);
+    for (let i = 0; i < n; i++) {
+      const val = rec[names[i]!];
+      if (val === undefined) throw new TypeError(`${name}.${names[i]} is missing`);
+      fields[i]!.set(dv, at + offs[i]!, val);
     }
   };
   const zero = (): Decoded<S> => get(new DataView(new ArrayBuffer(size)), 0);

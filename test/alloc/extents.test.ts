@@ -10,7 +10,7 @@ import { Device } from "../../src/block/device.ts";
 import { MetaCache } from "../../src/block/cache.ts";
 import { readSuper, writeSuper } from "../../src/block/super.ts";
 import { ListAlloc } from "../../src/alloc/list.ts";
-import { ExtentAlloc, extentFromKey, type Extent } from "../../src/alloc/extents.ts";
+import { ExtentAlloc, blknoKey, coalesceExtents, extentFromKey, orderKey, type Extent } from "../../src/alloc/extents.ts";
 import { btreeExtentOps } from "../../src/alloc/btree-ops.ts";
 import { mkfs, parseQuorumSlot } from "../../src/offline/mkfs.ts";
 import * as C from "../../src/format/constants.ts";
@@ -203,5 +203,66 @@ describe("free extent allocator", () => {
     expect(() => a.insert(w, 0n, 5n)).toThrow(/outside the device/);
     expect(() => a.insert(w, bounds.last, 2n)).toThrow(/outside the device/);
     dev.close();
+  });
+
+  test("insertAll and removeAll go by runs of adjacent extents, and a run across unmerged free extents piece by piece", () => {
+    const metaPath = sparseFile(path.join(dir, "runs.meta"), 80 << 20);
+    const dataPath = sparseFile(path.join(dir, "runs.data"), 64 << 20);
+    mkfs({ metaPath, dataPath, allowSmallSize: true, slots: [parseQuorumSlot("0,127.0.0.1,42000")] }, { out: () => {}, warn: () => {} });
+    const dev = Device.open(metaPath, { write: true });
+    const sup = readSuper(dev, { meta: true });
+    const cache = new MetaCache(dev, sup.hdr.fsid);
+    const w = { cache, alloc: new ListAlloc(cache, sup.server_meta_avail[0]!, sup.server_meta_freed[0]!) };
+    const bounds = { first: BigInt(C.DATA_DEV_START_BLKNO), last: sup.total_data_blocks - 1n };
+    const a = new ExtentAlloc(sup.data_alloc, btreeExtentOps, bounds);
+    a.allocLargest(w, 1n << 40n);
+    const b0 = bounds.first + 100n;
+    // 1000 one-block frees, shuffled: one run, one extent
+    const ones: Extent[] = Array.from({ length: 1000 }, (_, k) => ({ start: b0 + BigInt((k * 7919) % 1000), len: 1n }));
+    a.insertAll(w, ones);
+    expect(a.extents(cache)).toEqual([{ start: b0, len: 1000n }]);
+    expect(a.counters.insert).toBe(1);
+    // allocations of adjacent pieces come out as one removal
+    a.removeAll(w, [{ start: b0 + 10n, len: 5n }, { start: b0, len: 10n }, { start: b0 + 500n, len: 1n }]);
+    expect(a.counters.remove).toBe(2);
+    expect(a.extents(cache)).toEqual([{ start: b0 + 15n, len: 485n }, { start: b0 + 501n, len: 499n }]);
+    // two adjacent free extents the tree never merged (written elsewhere): the run is refused whole, taken piece by piece
+    const c0 = bounds.first + 5000n;
+    for (const e of [{ start: c0, len: 4n }, { start: c0 + 4n, len: 4n }]) {
+      btreeExtentOps.insert(w, a.root.root, blknoKey(e.start, e.len), new Uint8Array(0));
+      btreeExtentOps.insert(w, a.root.root, orderKey(e.start, e.len), new Uint8Array(0));
+      a.root.total_len += e.len;
+    }
+    a.removeAll(w, [{ start: c0, len: 4n }, { start: c0 + 4n, len: 4n }]);
+    expect(a.extents(cache).filter((e) => e.start >= c0)).toEqual([]);
+    expect(a.root.total_len).toBe(485n + 499n);
+    // something really not free still fails
+    expect(() => a.removeAll(w, [{ start: c0, len: 1n }])).toThrow(/not inside one free extent/);
+    dev.close();
+  });
+
+  test("coalesceExtents: runs cover exactly the extents' blocks, in order, never adjacent to each other (random)", () => {
+    const r = rng(9);
+    for (let round = 0; round < 200; round++) {
+      // disjoint extents: a random walk of gaps (0 = adjacent) and lengths, shuffled
+      const es: Extent[] = [];
+      let at = BigInt(r(100));
+      for (let n = r(30); n > 0; n--) {
+        at += BigInt(r(3) === 0 ? 0 : r(5));
+        const len = BigInt(r(4) + 1);
+        es.push({ start: at, len });
+        at += len;
+      }
+      for (let i = es.length - 1; i > 0; i--) {
+        const j = r(i + 1);
+        [es[i], es[j]] = [es[j]!, es[i]!];
+      }
+      const runs = coalesceExtents(es);
+      const blocks = (xs: Extent[]) => xs.flatMap((e) => Array.from({ length: Number(e.len) }, (_, k) => e.start + BigInt(k))).sort((x, y) => (x < y ? -1 : 1));
+      expect(blocks(runs)).toEqual(blocks(es));
+      for (let i = 1; i < runs.length; i++) expect(runs[i - 1]!.start + runs[i - 1]!.len < runs[i]!.start).toBe(true);
+      for (const run of runs) expect(run.parts.reduce((n, p) => n + p.len, 0n)).toBe(run.len);
+      expect(runs.reduce((n, run) => n + run.parts.length, 0)).toBe(es.length);
+    }
   });
 });

@@ -9,7 +9,8 @@ import * as path from "node:path";
 import { Device } from "../../src/block/device.ts";
 import { MetaCache } from "../../src/block/cache.ts";
 import { readSuper, writeSuper } from "../../src/block/super.ts";
-import { ListAlloc, type ListHead } from "../../src/alloc/list.ts";
+import { ListAlloc, listBlockCodec, type ListHead } from "../../src/alloc/list.ts";
+import { ALLOC_LIST_BLKNOS_OFF, ALLOC_LIST_MAX_BLOCKS, AllocListBlock } from "../../src/format/alloc.ts";
 import { mkfs, parseQuorumSlot } from "../../src/offline/mkfs.ts";
 import { ScoutfsError } from "../../src/util/errors.ts";
 import { sparseFile, tempDir } from "../helpers/images.ts";
@@ -138,5 +139,29 @@ describe("alloc lists", () => {
       expect((e as ScoutfsError).code).toBe("EIO");
     }
     dev.close();
+  });
+});
+
+describe("alloc list block codec", () => {
+  test("blknos[start .. start+nr) are little-endian __le64s at their format offsets, both ways", () => {
+    const r = rng(7);
+    for (const [start, nr] of [[0, 0], [0, 1], [5, 17], [ALLOC_LIST_MAX_BLOCKS - 3, 3], [0, ALLOC_LIST_MAX_BLOCKS]] as const) {
+      const blknos = new BigUint64Array(ALLOC_LIST_MAX_BLOCKS);
+      for (let i = start; i < start + nr; i++) blknos[i] = (BigInt(r(1 << 30)) << 32n) | BigInt(r(1 << 30)) | (1n << 63n);
+      const buf = new Uint8Array(ALLOC_LIST_BLKNOS_OFF + ALLOC_LIST_MAX_BLOCKS * 8).fill(0xee);
+      listBlockCodec.encode({ next: { blkno: 9n, seq: 10n }, start, nr, blknos }, buf);
+      const dv = new DataView(buf.buffer);
+      expect(dv.getBigUint64(AllocListBlock.off.next, true)).toBe(9n);
+      expect(dv.getUint32(AllocListBlock.off.start, true)).toBe(start);
+      expect(dv.getUint32(AllocListBlock.off.nr, true)).toBe(nr);
+      for (let i = start; i < start + nr; i++) expect(dv.getBigUint64(ALLOC_LIST_BLKNOS_OFF + i * 8, true)).toBe(blknos[i]!);
+      // entries outside [start, start+nr) are not written
+      if (start > 0) expect(buf[ALLOC_LIST_BLKNOS_OFF + start * 8 - 1]).toBe(0xee);
+      const back = listBlockCodec.decode(buf, 1n);
+      expect(back.start).toBe(start);
+      expect(back.nr).toBe(nr);
+      expect(back.next).toEqual({ blkno: 9n, seq: 10n });
+      expect([...back.blknos.subarray(start, start + nr)]).toEqual([...blknos.subarray(start, start + nr)]);
+    }
   });
 });
