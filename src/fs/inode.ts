@@ -211,6 +211,7 @@ export function inodeCreateItem(tx: Tx, inode: FsInode): void {
   assert(v.meta_seq === tx.seq && v.data_seq === tx.seq && v.version === 1n, `inode ${inode.ino} was not created in this transaction`);
   v.version = 2n;
   tx.w.create(inodeKey(inode.ino), inodeEncode(v, tx.fmtVers));
+  tx.store.countInodes?.(1);
 }
 
 export interface SaveOpts {
@@ -250,6 +251,7 @@ export function inodeDeleteItems(tx: Tx, inode: FsInode): void {
   tx.w.delete(inodeIndexKey(INODE_INDEX_META_SEQ_TYPE, stored.meta_seq, inode.ino));
   if (hasDataSeqIndex(stored.mode)) tx.w.delete(inodeIndexKey(INODE_INDEX_DATA_SEQ_TYPE, stored.data_seq, inode.ino));
   tx.w.delete(key);
+  tx.store.countInodes?.(-1);
 }
 
 /** The root directory as mkfs writes it: seqs 0 (its meta_seq index item at 0), nlink 2. */

@@ -137,5 +137,6 @@ export function lockCheckedStore(base: ItemStore, session: () => FsLockSession |
     },
   };
   if (base.hold) view.hold = (freeing) => base.hold!(freeing);
+  if (base.countInodes) view.countInodes = (delta) => base.countInodes!(delta);
   return view;
 }

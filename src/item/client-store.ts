@@ -40,13 +40,14 @@ import { readSuper } from "../block/super.ts";
 import { ListAlloc } from "../alloc/list.ts";
 import { ExtentAlloc, type Extent } from "../alloc/extents.ts";
 import { btreeExtentOps } from "../alloc/btree-ops.ts";
-import { btreeForce, type BtreeRootRef } from "../btree/cow.ts";
+import { btreeForce, btreeWalkNodes, type BtreeRootRef } from "../btree/cow.ts";
 import { LogTrees } from "../format/log_trees.ts";
 import * as C from "../format/constants.ts";
 import { ScoutfsError } from "../util/errors.ts";
 import { assert } from "../util/assert.ts";
 import { Client, type ClientOptions } from "../client/client.ts";
 import { ItemCache } from "./cache.ts";
+import { InodeCountDelta } from "./inode-count.ts";
 import { Forest } from "./forest.ts";
 import type { DataStore, ItemReader, ItemStore, ItemWriter } from "./types.ts";
 import { dataBlockIO } from "./data-io.ts";
@@ -71,6 +72,12 @@ const CLIENT_INO_HOLD_LOW = 16n;
 export const CLIENT_COMMIT_INTERVAL_MS = 10_000;
 /** A commit starts on its own when dirty items reach this many bytes... */
 export const CLIENT_DIRTY_BYTES_COMMIT = 16 << 20;
+/**
+ * Commit once this many items are dirty: a commit writes them on the thread every request waits
+ * for (~4.5 µs an item: 8192 items ~40 ms; 32k, what meta_avail alone allowed, stalled one
+ * request 150 ms), and its fixed cost (a server transaction, four flushes) stays small beside it.
+ */
+export const CLIENT_DIRTY_ITEMS_COMMIT = 8192;
 /**
  * Metadata blocks of meta_avail kept back from the dirty-item budget: the allocators' own
  * copy-on-write in a commit (list blocks, data_avail/data_freed btree paths) and one more
@@ -115,7 +122,12 @@ export class ClientStore implements ItemStore {
   private failed: ScoutfsError | null = null;
   private closed = false;
   lastCommitError: unknown = null;
-  readonly counters = { commits: 0, commitFailures: 0, syncRequests: 0, holdWaits: 0, metaEnospc: 0 };
+  /**
+   * commitBlocksMax: the most metadata blocks one commit allocated, and commitBlocksOver: commits
+   * that allocated more than commitBlocksEstimate() promised when they started (must stay 0:
+   * admission and the commit triggers rely on the estimate).
+   */
+  readonly counters = { commits: 0, commitFailures: 0, syncRequests: 0, holdWaits: 0, metaEnospc: 0, commitBlocksMax: 0, commitBlocksOver: 0 };
 
   private constructor(o: ClientStoreOptions, client: Client, meta: Device, dataDev: Device, lt: LogTrees) {
     this.client = client;
@@ -133,6 +145,7 @@ export class ClientStore implements ItemStore {
       () => this.ownTree(),
     );
     this.items = new ItemCache(this.forest);
+    this.ownBlocks = this.countOwnBlocks(lt);
     this.data = this.makeDataStore();
     this.rebuildDataView();
     const iv = o.commitIntervalMs ?? CLIENT_COMMIT_INTERVAL_MS;
@@ -186,11 +199,11 @@ export class ClientStore implements ItemStore {
 
   transact<T>(fn: (w: ItemWriter) => T): T {
     if (this.failed) throw this.failed;
-    if (this.items.inTransaction) return this.items.transact((w) => fn(this.noting(w)));
+    if (this.items.inTransaction) return this.inodes.run(true, () => this.items.transact((w) => fn(this.noting(w))));
     this.txAllocs = [];
     let r: T;
     try {
-      r = this.items.transact((w) => fn(this.noting(w)));
+      r = this.inodes.run(false, () => this.items.transact((w) => fn(this.noting(w))));
     } catch (err) {
       for (const e of this.txAllocs) this.giveBack(e);
       this.txAllocs = null;
@@ -324,15 +337,45 @@ export class ClientStore implements ItemStore {
   private inoFetchFailed: unknown = null;
 
   /**
-   * Metadata blocks a commit of the dirty items could need: a new copy of every block on the
-   * path to each leaf they touch, one level more for splits. Leaves touched: at most one per
-   * dirty item; items of one (zone, first, type) — an inode's xattr parts, a directory's
-   * entries, a run of index items — sit side by side in key order, so one per such group plus
-   * a leaf per half block of item bytes.
+   * Metadata blocks a commit of the dirty items could need, the smaller of two upper bounds:
+   * - by keys: a new copy of every block on the path to each leaf they touch, one level more for
+   *   splits. Leaves touched: at most one per dirty item; items of one (zone, first, type) — an
+   *   inode's xattr parts, a directory's entries, a run of index items — sit side by side in key
+   *   order, so one per such group plus a leaf per half block of item bytes.
+   * - by our trees' size: a commit copies each block of our log tree's btrees (items, bloom,
+   *   data allocators: `ownBlocks`) at most once, and each split adds one block: at most one per
+   *   block it copies, plus the new leaves the added bytes fill (a quarter leaf each, to be
+   *   generous), a new root per level. A mount's tree holds only what it committed since its last
+   *   merge, so a burst of creates (three key groups per inode) is bounded by this one long before
+   *   the first: 250 creates made a commit before.
    */
   private commitBlocksEstimate(): number {
+    const height = this.lt.item_root.height;
     const leaves = Math.min(this.items.dirtyCount, this.dirtyGroups.size + Math.ceil(this.items.dirtyBytes / (C.BLOCK_LG_SIZE / 2)));
-    return (this.lt.item_root.height + 1) * leaves;
+    const byKeys = (height + 1) * leaves;
+    const bySize = 2 * this.ownBlocks + 2 * Math.ceil(this.items.dirtyBytes / (C.BLOCK_LG_SIZE / 4)) + 2 * (height + 2) + 2;
+    return byKeys < bySize ? byKeys : bySize;
+  }
+
+  /**
+   * Blocks of our open log tree's btrees (items, bloom, data_avail, data_freed): counted when the
+   * tree is first seen, then moved by every commit by what it allocated less what it freed.
+   */
+  private ownBlocks = 0;
+
+  /** Count the blocks of `lt`'s btrees (at open, and when the server hands us a new tree). */
+  private countOwnBlocks(lt: LogTrees): number {
+    let n = lt.bloom_ref.blkno !== 0n ? 1 : 0;
+    for (const root of [lt.item_root, lt.data_avail.root, lt.data_freed.root]) btreeWalkNodes(this.cache, root as BtreeRootRef, () => void n++);
+    return n;
+  }
+
+  /** Inodes created minus deleted since the last commit took them (log_trees inode_count_delta). */
+  private readonly inodes = new InodeCountDelta();
+
+  countInodes(delta: number): void {
+    assert(this.items.inTransaction, "inodes are counted inside a transaction");
+    this.inodes.add(delta);
   }
 
   /** Key groups (zone, first, type) changed since the last commit started: see commitBlocksEstimate. */
@@ -386,9 +429,12 @@ export class ClientStore implements ItemStore {
     return this.notingW;
   }
 
-  /** Dirty items the next commit can surely absorb with the blocks of meta_avail (a leaf each). */
+  /**
+   * Dirty items the next commit can surely absorb with the blocks of meta_avail (a leaf each),
+   * and at most CLIENT_DIRTY_ITEMS_COMMIT: writing them holds the thread (~4.5 µs an item).
+   */
   private dirtyItemsLimit(): number {
-    return Math.max(64, Number(this.lt.meta_avail.first_nr) * 4);
+    return Math.min(CLIENT_DIRTY_ITEMS_COMMIT, Math.max(64, Number(this.lt.meta_avail.first_nr) * 4));
   }
 
   private dirtyBytesLimit(): number {
@@ -619,6 +665,8 @@ export class ClientStore implements ItemStore {
 
   private async client_commit(durable: () => void = () => {}): Promise<void> {
     this.syncWanted = false;
+    // (before the groups it counts are taken)
+    const estimate = this.commitBlocksEstimate();
     const items = this.items.dirtyItems();
     const groups = this.dirtyGroups;
     this.dirtyGroups = new Set();
@@ -626,7 +674,9 @@ export class ClientStore implements ItemStore {
     const allocs = this.pendingAllocs;
     const frees = this.pendingFrees;
     const saved = LogTrees.encode(this.lt);
+    const inodes = this.inodes.take();
     try {
+      this.lt.inode_count_delta = BigInt.asIntN(64, this.lt.inode_count_delta + BigInt(inodes));
       const w = { cache: this.cache, alloc: new ListAlloc(this.cache, this.lt.meta_avail, this.lt.meta_freed) };
       const seq = this.lt.get_trans_seq > this.writeSeq ? this.lt.get_trans_seq : this.writeSeq;
       const root = this.lt.item_root as BtreeRootRef;
@@ -636,15 +686,18 @@ export class ClientStore implements ItemStore {
       }
       if (seq > this.lt.max_item_seq && items.length > 0) this.lt.max_item_seq = seq;
       this.setBloomBits(w, items);
-      const avail = this.dataAvail();
-      for (const a of allocs) avail.remove(w, a.start, a.len);
-      const freed = this.dataFreed();
-      for (const f of frees) freed.insert(w, f.start, f.len);
+      this.dataAvail().removeAll(w, allocs);
+      this.dataFreed().insertAll(w, frees);
       if (this.dataWritten) this.dataDev.sync();
       this.cache.commit(null);
+      this.ownBlocks += w.alloc.counters.alloc - w.alloc.counters.free;
+      const used = w.alloc.counters.alloc;
+      if (used > this.counters.commitBlocksMax) this.counters.commitBlocksMax = used;
+      if (used > estimate) this.counters.commitBlocksOver++;
     } catch (err) {
       this.cache.discardDirty();
       this.lt = LogTrees.decode(saved);
+      this.inodes.giveBack(inodes);
       for (const k of groups) this.dirtyGroups.add(k);
       this.counters.commitFailures++;
       throw err;
@@ -660,6 +713,8 @@ export class ClientStore implements ItemStore {
       const next = await this.client.getLogTrees();
       this.lastDataRefill = next.data_avail.total_len - this.lt.data_avail.total_len;
       await this.fetchRoots();
+      // a new tree (ours was finalized for a merge): its allocators' trees came along
+      if (next.nr !== this.lt.nr || next.item_root.ref.blkno !== this.lt.item_root.ref.blkno) this.ownBlocks = this.countOwnBlocks(next);
       this.lt = next;
       this.rebuildDataView();
     } catch (err) {

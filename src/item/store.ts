@@ -37,6 +37,7 @@ import { btreeDelete, btreeForce, btreeLookup, btreeNext, btreePrev, type BtreeR
 import * as C from "../format/constants.ts";
 import type { PackedKey } from "../format/key.ts";
 import { ScoutfsError } from "../util/errors.ts";
+import { InodeCountDelta } from "./inode-count.ts";
 import { assert } from "../util/assert.ts";
 import { ItemCache, type ItemSource } from "./cache.ts";
 import type { DataStore, ItemReader, ItemRef, ItemStore, ItemWriter } from "./types.ts";
@@ -167,11 +168,11 @@ export class StandaloneStore implements ItemStore {
 
   transact<T>(fn: (w: ItemWriter) => T): T {
     if (this.failed) throw this.failed;
-    if (this.items.inTransaction) return this.items.transact(fn);
+    if (this.items.inTransaction) return this.inodes.run(true, () => this.items.transact(fn));
     this.txAllocs = [];
     let r: T;
     try {
-      r = this.items.transact(fn);
+      r = this.inodes.run(false, () => this.items.transact(fn));
     } catch (err) {
       // the items are rolled back; blocks allocated for them were never referenced
       const allocs = this.txAllocs;
@@ -186,6 +187,14 @@ export class StandaloneStore implements ItemStore {
     this.txAllocs = null;
     this.maybeCommit();
     return r;
+  }
+
+  /** Inodes created minus deleted since the last commit: added to the super's inode_count. */
+  private readonly inodes = new InodeCountDelta();
+
+  countInodes(delta: number): void {
+    assert(this.items.inTransaction, "inodes are counted inside a transaction");
+    this.inodes.add(delta);
   }
 
   allocIno(): bigint {
@@ -245,7 +254,10 @@ export class StandaloneStore implements ItemStore {
     assert(!this.items.inTransaction, "commit inside a transaction");
     if (this.failed) throw this.failed;
     if (!this.dirty) return;
+    const inodes = this.inodes.take();
+    const inodeCount = this.sup.inode_count;
     try {
+      this.sup.inode_count = BigInt.asUintN(64, inodeCount + BigInt(inodes));
       const w = this.writer();
       this.recycleFreed(w);
       this.refillAvail(w);
@@ -254,13 +266,15 @@ export class StandaloneStore implements ItemStore {
         else if (btreeLookup(this.cache, this.fsRoot, key)) btreeDelete(w, this.fsRoot, key);
       }
       this.dataAlloc.returnCached(w);
-      for (const e of this.pendingDataFrees) this.dataAlloc.insert(w, e.start, e.len);
+      this.dataAlloc.insertAll(w, this.pendingDataFrees);
       if (this.dataWritten) this.dataDev.sync();
       this.cache.commit(() => {
         this.sup.seq += 1n;
         writeSuper(this.meta, this.sup);
       });
     } catch (err) {
+      this.sup.inode_count = inodeCount;
+      this.inodes.giveBack(inodes);
       this.recoverFailedCommit();
       this.counters.commitFailures++;
       this.lastCommitError = err;

@@ -90,6 +90,12 @@ export interface ItemStore {
    * outside any lock this mount holds (the orphan zone) show what other mounts committed since.
    */
   refreshRoots?(): Promise<void>;
+  /**
+   * Optional: the current transaction created (+1) or deleted (-1) an inode. The store keeps the
+   * volume's inode count (super inode_count plus the log trees' inode_count_delta, see
+   * inode-count.ts), counting it only if the transaction commits.
+   */
+  countInodes?(delta: number): void;
   /** Commit everything changed so far and wait until it is durable. */
   sync(): Promise<void>;
   /** Format version of the volume (inode value size, v2 features). */

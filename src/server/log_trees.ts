@@ -199,6 +199,8 @@ export class ServerLogTrees {
       this.reclaimAll(w, lt);
     }
     if (lt.item_root.height === 0 && lt.bloom_ref.blkno === 0n) {
+      // (nothing to merge; a tree without items has created or deleted no inode, but its count goes where a merge would put it)
+      this.t.sup.inode_count = BigInt.asUintN(64, this.t.sup.inode_count + lt.inode_count_delta);
       this.delete(w, lt);
     } else {
       lt.flags |= C.LOG_TREES_FINALIZED;

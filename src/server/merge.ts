@@ -24,8 +24,10 @@
  * at every commit: the input trees still exist and carry the same or newer versions). When every
  * key is merged, each input tree's blocks are freed and its item deleted.
  */
-import { btreeDelete, btreeForce, btreeLookup, btreeNext } from "../btree/cow.ts";
-import { PACKED_KEY_MIN, type PackedKey } from "../format/key.ts";
+import { btreeDelete, btreeForce, btreeLookup, btreeScan, type BtreeRootRef } from "../btree/cow.ts";
+import type { BtreeItemView } from "../btree/node.ts";
+import type { MetaCache } from "../block/cache.ts";
+import { PACKED_KEY_MAX, PACKED_KEY_MIN, type PackedKey } from "../format/key.ts";
 import * as C from "../format/constants.ts";
 import { assert } from "../util/assert.ts";
 import { ScoutfsError } from "../util/errors.ts";
@@ -63,6 +65,56 @@ function keySuccessor(k: PackedKey): PackedKey | null {
   while (i >= 0 && k.charCodeAt(i) === 0xff) i--;
   if (i < 0) return null;
   return k.slice(0, i) + String.fromCharCode(k.charCodeAt(i) + 1) + "\0".repeat(k.length - i - 1);
+}
+
+/** Items an input tree is read ahead by (one descent per batch instead of one per item). */
+const MERGE_SCAN_BATCH = 256;
+
+/**
+ * One input tree's items in key order, read MERGE_SCAN_BATCH at a time. The tree must not change
+ * while the cursor is used; the items are copies, so the cache may drop its blocks meanwhile.
+ */
+class TreeCursor {
+  private batch: BtreeItemView[] = [];
+  private i = 0;
+  /** Where the next batch starts; null once a batch reached the end of the tree. */
+  private from: PackedKey | null = PACKED_KEY_MIN;
+
+  constructor(private readonly root: BtreeRootRef) {}
+
+  /** The first item not yet skipped, or null at the end. */
+  peek(cache: MetaCache): BtreeItemView | null {
+    if (this.i < this.batch.length) return this.batch[this.i]!;
+    if (this.from === null) return null;
+    const b: BtreeItemView[] = [];
+    btreeScan(cache, this.root, this.from, PACKED_KEY_MAX, (it) => {
+      b.push(it);
+      return b.length < MERGE_SCAN_BATCH;
+    });
+    this.batch = b;
+    this.i = 0;
+    this.from = b.length < MERGE_SCAN_BATCH ? null : keySuccessor(b[b.length - 1]!.key);
+    return b[0] ?? null;
+  }
+
+  /** Step past `key` if it is the current item's (the merge took that key's newest version). */
+  skip(key: PackedKey): void {
+    if (this.i < this.batch.length && this.batch[this.i]!.key === key) this.i++;
+  }
+}
+
+/**
+ * The next key of the merged inputs: the smallest key of any cursor, in the version with the
+ * highest seq (the later input on a tie); every cursor steps past that key. Null at the end.
+ */
+function mergeNext(cursors: TreeCursor[], cache: MetaCache): BtreeItemView | null {
+  let best: BtreeItemView | null = null;
+  for (const c of cursors) {
+    const it = c.peek(cache);
+    if (it !== null && (best === null || it.key < best.key || (it.key === best.key && it.seq >= best.seq))) best = it;
+  }
+  if (best !== null) for (const c of cursors) c.skip(best.key);
+  return best;
 }
 
 interface Round {
@@ -175,17 +227,11 @@ export class ServerMerge {
    */
   private growthBlocks(roots: LogTrees["item_root"][]): number {
     let bytes = 0;
-    let from: PackedKey | null = PACKED_KEY_MIN;
-    while (from !== null) {
-      let best: { key: PackedKey; seq: bigint; flags: number; len: number } | null = null;
-      for (const r of roots) {
-        const it = btreeNext(this.t.cache, r, from);
-        if (!it) continue;
-        if (!best || it.key < best.key || (it.key === best.key && it.seq >= best.seq)) best = { key: it.key, seq: it.seq, flags: it.flags, len: it.val.length };
-      }
-      if (!best) break;
-      if ((best.flags & C.ITEM_FLAG_DELETION) === 0 && !btreeLookup(this.t.cache, this.t.sup.fs_root, best.key)) bytes += best.len + MERGE_ITEM_OVERHEAD_BYTES;
-      from = keySuccessor(best.key);
+    const cursors = roots.map((r) => new TreeCursor(r));
+    for (;;) {
+      const best = mergeNext(cursors, this.t.cache);
+      if (best === null) break;
+      if ((best.flags & C.ITEM_FLAG_DELETION) === 0 && !btreeLookup(this.t.cache, this.t.sup.fs_root, best.key)) bytes += best.val.length + MERGE_ITEM_OVERHEAD_BYTES;
     }
     const leaves = Math.ceil(bytes / (C.BLOCK_LG_SIZE / 2));
     return leaves + Math.ceil(leaves / 8) + this.t.sup.fs_root.height + 1;
@@ -221,35 +267,30 @@ export class ServerMerge {
     const items0 = this.counters.itemsMerged;
     let transactions = 0;
     let longestMs = 0;
-    const roots = inputs.map((lt) => lt.item_root);
-    let cursor: PackedKey | null = PACKED_KEY_MIN;
-    while (cursor !== null) {
+    // the inputs are finalized: nothing changes them until they are freed below
+    const cursors = inputs.map((lt) => new TreeCursor(lt.item_root));
+    let done = false;
+    while (!done) {
       const ts = performance.now();
       transactions++;
-      cursor = this.t.transact("merge items", (w) => {
-        let from: PackedKey | null = cursor;
+      done = this.t.transact("merge items", (w) => {
         // no room to merge even one item: give up (ENOSPC) rather than retry empty transactions
         if (this.t.low(w)) throw new ScoutfsError("ENOSPC", "no metadata room left for merging into fs_root");
-        for (let n = 0; from !== null && n < MERGE_ITEMS_PER_TRANS && !this.t.low(w); n++) {
-          let best: { key: PackedKey; seq: bigint; flags: number; val: Uint8Array } | null = null;
-          for (const r of roots) {
-            const it = btreeNext(w.cache, r, from);
-            if (!it) continue;
-            if (!best || it.key < best.key || (it.key === best.key && it.seq >= best.seq)) best = { key: it.key, seq: it.seq, flags: it.flags, val: it.val };
-          }
-          if (!best) return null;
+        for (let n = 0; n < MERGE_ITEMS_PER_TRANS && !this.t.low(w); n++) {
+          const best = mergeNext(cursors, w.cache);
+          if (best === null) return true;
           const cur = btreeLookup(w.cache, this.t.sup.fs_root, best.key);
           if (!cur || cur.seq <= best.seq) {
             if (best.flags & C.ITEM_FLAG_DELETION) {
               if (cur) btreeDelete(w, this.t.sup.fs_root, best.key);
             } else {
-              btreeForce(w, this.t.sup.fs_root, best.key, best.seq, 0, new Uint8Array(best.val));
+              // (the value is the scan's own copy)
+              btreeForce(w, this.t.sup.fs_root, best.key, best.seq, 0, best.val);
             }
           }
           this.counters.itemsMerged++;
-          from = keySuccessor(best.key);
         }
-        return from;
+        return false;
       });
       longestMs = Math.max(longestMs, performance.now() - ts);
       await yieldToEventLoop();

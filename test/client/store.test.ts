@@ -6,8 +6,10 @@ import { btreeItems } from "../../src/btree/cow.ts";
 import { LogTrees } from "../../src/format/log_trees.ts";
 import * as C from "../../src/format/constants.ts";
 import type { ClientStore } from "../../src/item/client-store.ts";
+import type { Server } from "../../src/server/server.ts";
 import { makeVolume, removeVolume, startServer, type Vol } from "../server/helpers.ts";
 import { accountMeta, key, openStore, val } from "./helpers.ts";
+import { rng } from "../helpers/rng.ts";
 
 const vols: Vol[] = [];
 afterAll(() => vols.forEach(removeVolume));
@@ -22,6 +24,23 @@ function allItems(s: ClientStore): Map<string, Uint8Array> {
     let i = it.key.length - 1;
     while (it.key.charCodeAt(i) === 0xff) i--;
     k = it.key.slice(0, i) + String.fromCharCode(it.key.charCodeAt(i) + 1) + "\0".repeat(it.key.length - i - 1);
+  }
+}
+
+/** A fresh volume, its server and two mounts for `fn`; then both close and the blocks must balance. */
+async function withTwoMounts(name: string, fn: (server: Server, a: ClientStore, b: ClientStore) => Promise<void>): Promise<void> {
+  const v = await makeVolume(name);
+  vols.push(v);
+  const server = startServer(v, 1n);
+  const a = await openStore(v);
+  const b = await openStore(v);
+  try {
+    await fn(server, a, b);
+  } finally {
+    await a.close();
+    await b.close();
+    expectBalanced(server);
+    server.close();
   }
 }
 
@@ -98,13 +117,8 @@ describe("client store", () => {
     }
   }, 60_000);
 
-  test("two mounts write different keys, see each other after commit and merge, data blocks", async () => {
-    const v = await makeVolume("cs2");
-    vols.push(v);
-    const server = startServer(v, 1n);
-    const a = await openStore(v);
-    const b = await openStore(v);
-    try {
+  test("two mounts write different keys, see each other after commit and merge, data blocks", () =>
+    withTwoMounts("cs2", async (server, a, b) => {
       const free0 = server.statfs();
       for (let round = 0; round < 6; round++) {
         a.transact((w) => {
@@ -140,13 +154,7 @@ describe("client store", () => {
       expect(acct.dup).toEqual([]);
       expect(acct.seen).toBe(acct.total);
       expect(st.free_meta_blocks).toBe(server.statfs().free_meta_blocks);
-    } finally {
-      await a.close();
-      await b.close();
-      expectBalanced(server);
-      server.close();
-    }
-  }, 60_000);
+    }), 60_000);
 
   test("a mount whose socket dies mid-transaction loses only uncommitted changes", async () => {
     const v = await makeVolume("cs3");
@@ -202,4 +210,46 @@ describe("client store", () => {
       server.close();
     }
   }, 60_000);
+});
+
+describe("merge of overlapping trees", () => {
+  test("two mounts' versions of the same keys, more than a scan batch each: fs_root gets each key's newest", () =>
+    withTwoMounts("cs-overlap", async (server, a, b) => {
+      const r = rng(5);
+      for (let round = 0; round < 3; round++) {
+        for (const s of [a, b, a]) {
+          s.transact((w) => {
+            for (let n = 0; n < 700; n++) {
+              const i = r(1500);
+              if (r(5) === 0) {
+                if (w.lookup(key(i)) !== null) w.delete(key(i));
+              } else w.put(key(i), val(i, round * 10 + r(9)));
+            }
+          });
+          await s.sync();
+        }
+      }
+      // what the merge must leave: per key, the version with the highest seq of fs_root and every tree
+      const newest = new Map<string, { seq: bigint; flags: number; val: Uint8Array }>();
+      const consider = (items: ReturnType<typeof btreeItems>) => {
+        for (const it of items) {
+          const o = newest.get(it.key);
+          if (!o || it.seq > o.seq) newest.set(it.key, it);
+        }
+      };
+      consider(btreeItems(server.t.cache, server.t.sup.fs_root));
+      for (const { val: lt } of btreeItems(server.t.cache, server.t.sup.logs_root)) consider(btreeItems(server.t.cache, LogTrees.decode(lt).item_root));
+      const want = new Map<string, Uint8Array>();
+      for (const [k, it] of newest) if ((it.flags & C.ITEM_FLAG_DELETION) === 0 && k >= key(0) && k <= key(1 << 20)) want.set(k, it.val);
+      expect(want.size).toBeGreaterThan(600);
+      expect(server.requestMerge()).toBe(true);
+      await server.merge.idle();
+      expect(server.merge.lastError).toBeNull();
+      expect(server.merge.counters.merges).toBe(1);
+      const fsItems = btreeItems(server.t.cache, server.t.sup.fs_root).filter((i) => i.key >= key(0) && i.key <= key(1 << 20));
+      expect(fsItems.every((i) => (i.flags & C.ITEM_FLAG_DELETION) === 0)).toBe(true);
+      expect(new Map(fsItems.map((i) => [i.key, i.val]))).toEqual(want);
+      await a.refreshRoots();
+      expect(allItems(a)).toEqual(want);
+    }), 60_000);
 });

@@ -10,7 +10,7 @@ import { ScoutfsFuse, type KernelNotifier } from "../../src/fs/fuse.ts";
 import { MountLocks } from "../../src/mount/mount-locks.ts";
 import { FuseError } from "../../src/fuse/errno.ts";
 import { makeVolume, removeVolume, startServer, type Vol } from "../server/helpers.ts";
-import { ctx, sink } from "./harness.ts";
+import { ctx, sink, sizeSet } from "./harness.ts";
 import { rng } from "../helpers/rng.ts";
 
 const vols: Vol[] = [];
@@ -108,7 +108,7 @@ describe("two mounts under cluster locks", () => {
           }
           const body = `${name}@${dir} step ${step} `.repeat(1 + r(200));
           expect(await m.fs.write(c, id as number, 0, 0, enc(body)), where).toBe(body.length);
-          await m.fs.setattr(c, id as number, { valid: 8, fh: 0, size: body.length, lockOwner: 0n, atime: 0, atimensec: 0, mtime: 0, mtimensec: 0, ctime: 0, ctimensec: 0, mode: 0, uid: 0, gid: 0 });
+          await m.fs.setattr(c, id as number, sizeSet(body.length));
           files.set(name, body);
         } else if (op === 3) {
           const id = await lookupId(m, dir, name);

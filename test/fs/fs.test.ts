@@ -10,7 +10,7 @@ import { inodeGet } from "../../src/fs/inode.ts";
 import { direntKey, linkBackrefKey, readdirKey } from "../../src/fs/keys.ts";
 import { fsTransact } from "../../src/fs/trans.ts";
 import { xattrNrParts } from "../../src/fs/xattr.ts";
-import { ctx, errnoOf, keysOf, list, setup, sink } from "./harness.ts";
+import { ctx, errnoOf, keysOf, list, setup, sink, sizeSet } from "./harness.ts";
 import type { MemStore } from "../helpers/memstore.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -362,7 +362,7 @@ describe("data extents", () => {
     fs.fallocate(c, id, f.open.fh, 10, 20, 3);
     const p = fs.read(c, id, f.open.fh, 0, 40);
     expect([p[9], p[10], p[29], p[30]]).toEqual([1, 0, 0, 1]);
-    fs.setattr(c, id, { valid: 8, fh: 0, size: 5 * 4096 + 100, lockOwner: 0n, atime: 0, atimensec: 0, mtime: 0, mtimensec: 0, ctime: 0, ctimensec: 0, mode: 0, uid: 0, gid: 0 });
+    fs.setattr(c, id, sizeSet(5 * 4096 + 100));
     expect(extAll(store.reader, ino)).toEqual([
       { start: 0n, len: 2n, map: 64n, flags: 0 },
       { start: 5n, len: 1n, map: 69n, flags: 0 },
@@ -370,7 +370,7 @@ describe("data extents", () => {
     const t = fs.read(c, id, f.open.fh, 5 * 4096, 200);
     expect(t.length).toBe(100);
     // growing again exposes zeros past the old size, not the old bytes
-    fs.setattr(c, id, { valid: 8, fh: 0, size: 6 * 4096, lockOwner: 0n, atime: 0, atimensec: 0, mtime: 0, mtimensec: 0, ctime: 0, ctimensec: 0, mode: 0, uid: 0, gid: 0 });
+    fs.setattr(c, id, sizeSet(6 * 4096));
     expect(fs.read(c, id, f.open.fh, 5 * 4096 + 100, 10)).toEqual(new Uint8Array(10));
     expect(inode(store, id).online_blocks).toBe(3n);
     checkIndex(store);

@@ -1,12 +1,18 @@
 // Drive ScoutfsFuse directly (no kernel) over a MemStore: fake request contexts and dirent sinks,
 // plus item-level invariant checks shared by the unit and model tests.
-import type { DirentSink, Entry, RequestContext } from "../../src/fuse/filesystem.ts";
+import type { DirentSink, Entry, RequestContext, SetattrRequest } from "../../src/fuse/filesystem.ts";
+import { FATTR } from "../../src/fuse/types.ts";
 import { ScoutfsFuse, fsEnsureRoot } from "../../src/fs/fuse.ts";
 import { keyUnpack } from "../../src/format/key.ts";
 import { MemStore, type MemStoreOptions } from "../helpers/memstore.ts";
 
 export function ctx(uid = 0, gid = 0): RequestContext {
   return { unique: 1n, nodeid: 0, uid, gid, pid: 1, interrupted: false, onInterrupt: undefined };
+}
+
+/** A SETATTR that only sets the size (truncate). */
+export function sizeSet(size: number): SetattrRequest {
+  return { valid: FATTR.SIZE, fh: 0, size, lockOwner: 0n, atime: 0, atimensec: 0, mtime: 0, mtimensec: 0, ctime: 0, ctimensec: 0, mode: 0, uid: 0, gid: 0 };
 }
 
 export interface Listed {

@@ -4,7 +4,7 @@ import { expect, test } from "bun:test";
 import { SEF_UNWRITTEN } from "../../src/format/constants.ts";
 import { extAll } from "../../src/fs/data.ts";
 import { inodeGet } from "../../src/fs/inode.ts";
-import { ctx, setup } from "./harness.ts";
+import { ctx, setup, sizeSet } from "./harness.ts";
 import { rng } from "../helpers/rng.ts";
 
 
@@ -38,7 +38,7 @@ function run(seed: number, steps: number): void {
       } else if (op === 4) {
         const size = r(SPAN + 8192);
         log.push(`truncate ${size}`);
-        fs.setattr(c, id, { valid: 8, fh: 0, size, lockOwner: 0n, atime: 0, atimensec: 0, mtime: 0, mtimensec: 0, ctime: 0, ctimensec: 0, mode: 0, uid: 0, gid: 0 });
+        fs.setattr(c, id, sizeSet(size));
         resize(size);
       } else if (op === 5) {
         log.push(`punch ${off} ${len}`);
