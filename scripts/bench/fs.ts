@@ -21,6 +21,8 @@
  *   seq write / read           N MiB in 1 MiB writes + fsync; read back after dropping caches;
  *   rand read / write 4K       4 KiB preads at random aligned offsets of a file (caches dropped
  *                              first), and 4 KiB pwrites then one fsync: IOPS.
+ * Before each target's workload the machine's wake-up round trip is measured and printed under
+ * the table (scripts/bench/machine.ts): every FUSE line moves with it several-fold.
  * With --runs N each cell is the best of N runs. --counts serves scoutfs from a child process
  * of this script instead (`--serve-node`: the server role, a ClientStore client of it and
  * ScoutfsFuse mounted exactly as src/mount/node.ts does, without quorum), which reports the FUSE
@@ -30,6 +32,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { freePorts } from "../../test/helpers/ports.ts";
+import { wakeRtt } from "./machine.ts";
 
 const ROOT = path.join(import.meta.dir, "..", "..");
 const CLI = path.join(ROOT, "src", "cli", "main.ts");
@@ -457,6 +460,8 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("run as root (mounts, loop devices, drop_caches)");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "scoutfs-bench-fs-"));
   const results = new Map<string, Map<string, number>>();
+  /** Per run and target: the machine's wake-up round trip (µs) measured just before the target's workload. */
+  const rtts: string[] = [];
   try {
     for (let r = 0; r < RUNS; r++) {
       for (const name of TARGETS) {
@@ -466,6 +471,7 @@ async function main(): Promise<void> {
         fs.mkdirSync(tdir);
         const t = await start(tdir);
         try {
+          rtts.push(`${name}#${r + 1} ${wakeRtt().toFixed(1)}`);
           const got = await workload(t.mnt);
           const best = results.get(name) ?? new Map<string, number>();
           for (const l of LINES) {
@@ -498,6 +504,8 @@ async function main(): Promise<void> {
   console.log(`| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`);
   for (const r of rows) console.log(line(r));
   console.log(`(${RUNS} run(s), best of each; "scoutfs vs fuse2fs" > 1 means scoutfs is ahead; load: ${os.loadavg().map((x) => x.toFixed(2)).join(" ")})`);
+  // every FUSE number moves with this (scripts/bench/machine.ts): a row measured at 80 µs is not comparable with one at 20
+  console.log(`wake-up round trip before each workload (FIFO ping-pong p50, µs): ${rtts.join(", ")}`);
   if (counts.size > 0) {
     console.log("\nscoutfs FUSE requests per unit (last run; in brackets: mean µs from dispatch to reply written):");
     for (const l of LINES) if (counts.has(l.name)) console.log(`  ${l.name}: ${counts.get(l.name)}`);

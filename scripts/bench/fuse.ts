@@ -35,6 +35,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { wakeRtt } from "./machine.ts";
 
 const ROOT = path.join(import.meta.dir, "..", "..");
 const args = process.argv.slice(2);
@@ -375,40 +376,6 @@ function printTable(header: string[], table: string[][]): void {
 }
 
 const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(" ");
-
-/**
- * The machine's cross-process wake-up latency right now: median round trip of a one-byte
- * ping-pong through two FIFOs between this process and a child (5000 round trips), in µs. A FUSE
- * request is such a round trip between the application and the server; on this shared VM it
- * varies several-fold (10 to 80 µs seen) with what the host is doing, and every FUSE number moves
- * with it, so each run reports it.
- */
-function wakeRtt(): number {
-  const N = 5000;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fuse-rtt-"));
-  const a = path.join(dir, "a");
-  const b = path.join(dir, "b");
-  Bun.spawnSync(["mkfifo", a, b]);
-  const child = Bun.spawn([process.execPath, "-e", `
-    const fs = require("node:fs");
-    const i = fs.openSync(${JSON.stringify(a)}, "r"), o = fs.openSync(${JSON.stringify(b)}, "w"), x = Buffer.alloc(1);
-    for (let k = 0; k < ${N}; k++) { fs.readSync(i, x, 0, 1, null); fs.writeSync(o, x); }`]);
-  const o = fs.openSync(a, "w");
-  const i = fs.openSync(b, "r");
-  const x = Buffer.alloc(1);
-  const lat: number[] = [];
-  for (let k = 0; k < N; k++) {
-    const t = performance.now();
-    fs.writeSync(o, x);
-    fs.readSync(i, x, 0, 1, null);
-    lat.push((performance.now() - t) * 1000);
-  }
-  fs.closeSync(o);
-  fs.closeSync(i);
-  child.kill();
-  fs.rmSync(dir, { recursive: true });
-  return quantiles(lat)[0]!;
-}
 
 if (args.includes("--micro")) {
   const N = 20_000;
