@@ -257,13 +257,34 @@ export class ScoutfsFuse implements Filesystem {
       // Other mounts may still use it: ask them first (deleteChecked), outside the operation's
       // session when called inside one (it takes its own, and waits for the server).
       if (this.cur !== null) {
-        void Promise.resolve().then(() => this.deleteChecked(ino)).catch((e: unknown) => this.deleteFailed(ino, e));
+        this.trackDeletion(Promise.resolve().then(() => this.deleteChecked(ino))).catch((e: unknown) => this.deleteFailed(ino, e));
         return;
       }
-      return this.deleteChecked(ino);
+      return this.trackDeletion(this.deleteChecked(ino));
     }
     if (!this.locks.clustered || this.cur !== null) return this.deleteNow(ino);
-    return this.locked([ino], true, () => this.deleteNow(ino));
+    const r = this.locked([ino], true, () => this.deleteNow(ino));
+    return r instanceof Promise ? this.trackDeletion(r) : r;
+  }
+
+  /**
+   * Deletions of unlinked inodes that started (at a forget, a release, an unlink) but wait for a
+   * lock or the server: fsync and unmount wait for those started before them, so that what an
+   * `rm` freed is in the commit a following fsync makes (its space back in statfs) rather than
+   * in a later one.
+   */
+  private readonly deletions = new Set<Promise<void>>();
+
+  private trackDeletion(p: Promise<void>): Promise<void> {
+    this.deletions.add(p);
+    const done = (): void => void this.deletions.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  /** Wait for the deletions in flight now (their failures are logged where they started). */
+  private async settleDeletions(): Promise<void> {
+    if (this.deletions.size > 0) await Promise.allSettled([...this.deletions]);
   }
 
   private deleteFailed(ino: bigint, e: unknown): void {
@@ -609,8 +630,9 @@ export class ScoutfsFuse implements Filesystem {
     return this.counters.deletedInodes - before;
   }
 
-  destroy(): Promise<void> {
-    return this.store.sync();
+  async destroy(): Promise<void> {
+    await this.settleDeletions();
+    await this.store.sync();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -870,6 +892,7 @@ export class ScoutfsFuse implements Filesystem {
   }
 
   async fsync(): Promise<void> {
+    await this.settleDeletions();
     await this.store.sync();
   }
 
@@ -1035,6 +1058,7 @@ export class ScoutfsFuse implements Filesystem {
   }
 
   async fsyncdir(): Promise<void> {
+    await this.settleDeletions();
     await this.store.sync();
   }
 }

@@ -199,3 +199,33 @@ describe("two mounts under cluster locks", () => {
     }
   }, 120_000);
 });
+
+describe("deletions under cluster locks", () => {
+  test("an fsync right after the kernel lets go of an unlinked file commits its deletion: its blocks are free in statfs", async () => {
+    const v = await makeVolume("cluster-rm-fsync", 1024, 256);
+    vols.push(v);
+    const server = startServer(v, 1n);
+    let m = await mountOf(v);
+    try {
+      const blocks = 512;
+      const cr = await m.fs.create(c, 1, "big", 0o644, 0, 2);
+      await m.fs.write(c, cr.entry.nodeid, cr.open.fh, 0, new Uint8Array(blocks * 4096).fill(7));
+      await m.fs.release(c, cr.entry.nodeid, cr.open.fh);
+      await m.store.close();
+      // a new mount: nothing of the file's inode group is known yet (its open_ino_map bits)
+      m = await mountOf(v);
+      const ino = await lookupId(m, 1, "big");
+      expect(typeof ino).toBe("number");
+      const before = server.statfs().free_data_blocks;
+      await m.fs.unlink(c, 1, "big");
+      // the deletion asks the server which inodes other mounts hold (open_ino_map) before it
+      // runs: the fsync that follows at once must wait for it, as `rm big; sync` expects
+      m.fs.forget(ino as number, 1);
+      await m.fs.fsync();
+      expect(server.statfs().free_data_blocks - before).toBeGreaterThanOrEqual(BigInt(blocks));
+    } finally {
+      await m.store.close();
+      server.close();
+    }
+  }, 60_000);
+});
