@@ -12,6 +12,10 @@
  * free, both first blocks are made dirty (copy-on-write) using the first two blknos of `avail`
  * itself, and their old blknos are recorded in `freed` — no recursion into the allocator. If the
  * freed list's first block is more than 3/4 full, a new empty first block is linked in front.
+ * The new dirty block takes over the decoded object of the committed one, whose clean cache
+ * entry is dropped: a list belongs to one allocator, nothing else reads its old version in this
+ * cache, and a transaction that is abandoned reads it again from the device, where it is intact
+ * (its blkno is only in `freed`). Copying the 64 KiB entry array instead cost ~60 µs a commit.
  *
  * List block layout: blknos[start .. start+nr) are live. Allocation takes from the front
  * (the dirty avail block is sorted first, so a transaction's blocks tend to be contiguous); frees
@@ -35,6 +39,8 @@ export interface ListBlock {
   start: number;
   nr: number;
   blknos: BigUint64Array;
+  /** The live entries are known to be in ascending order (an avail block sorted once stays so). */
+  sorted?: boolean;
 }
 
 export const listBlockCodec: BlockCodec<ListBlock> = {
@@ -75,9 +81,6 @@ export function emptyListBlock(): ListBlock {
   return { next: { blkno: 0n, seq: 0n }, start: 0, nr: 0, blknos: new BigUint64Array(ALLOC_LIST_MAX_BLOCKS) };
 }
 
-function copyListBlock(b: ListBlock): ListBlock {
-  return { next: { ...b.next }, start: b.start, nr: b.nr, blknos: b.blknos.slice() };
-}
 
 /** A freed list whose first block has less room than this gets a new empty first block. */
 const EMPTY_FREED_THRESH = Math.floor(ALLOC_LIST_MAX_BLOCKS / 4);
@@ -114,6 +117,13 @@ export class ListAlloc implements MetaAlloc {
     }
   }
 
+  /** The committed first block of `head`, taken out of the cache to become the dirty copy (see the header). */
+  private takeList(head: ListHead, what: string): ListBlock {
+    const b = this.readList(head, what);
+    this.cache.invalidate(head.ref.blkno);
+    return b;
+  }
+
   /** Make both first list blocks dirty for this transaction (see the header). */
   private prepare(): void {
     if (this.prepared) return;
@@ -126,7 +136,7 @@ export class ListAlloc implements MetaAlloc {
     if (avail.first_nr < need) {
       throw new ScoutfsError("ENOSPC", `metadata avail list has ${avail.first_nr} blocks in its first block, ${need} are needed to start a transaction`);
     }
-    const avBlk = avIsDirty ? cache.getDirty(avail.ref.blkno, listBlockCodec) : copyListBlock(this.readList(avail, "avail"));
+    const avBlk = avIsDirty ? cache.getDirty(avail.ref.blkno, listBlockCodec) : this.takeList(avail, "avail");
     assert(avBlk.nr === avail.first_nr, `avail head first_nr ${avail.first_nr} != block nr ${avBlk.nr}`);
     // the blknos for the copies leave avail; the rest is sorted for contiguous allocations
     const taken: bigint[] = [];
@@ -138,7 +148,10 @@ export class ListAlloc implements MetaAlloc {
       avail.first_nr--;
     }
     if (avBlk.nr === 0) avBlk.start = 0;
-    avBlk.blknos.subarray(avBlk.start, avBlk.start + avBlk.nr).sort();
+    if (avBlk.sorted !== true) {
+      avBlk.blknos.subarray(avBlk.start, avBlk.start + avBlk.nr).sort();
+      avBlk.sorted = true;
+    }
 
     let frBlk: ListBlock;
     let frOld = 0n;
@@ -149,7 +162,7 @@ export class ListAlloc implements MetaAlloc {
     } else if (frIsDirty) {
       frBlk = cache.getDirty(freed.ref.blkno, listBlockCodec);
     } else {
-      frBlk = copyListBlock(this.readList(freed, "freed"));
+      frBlk = this.takeList(freed, "freed");
       frOld = freed.ref.blkno;
     }
     // Old blocks stay readable in the cache: the committed state references them until the
@@ -172,6 +185,7 @@ export class ListAlloc implements MetaAlloc {
 
   private addFreed(fr: ListBlock, blkno: bigint): void {
     assert(fr.nr < ALLOC_LIST_MAX_BLOCKS, "freed list block is full");
+    fr.sorted = false;
     if (fr.start + fr.nr < ALLOC_LIST_MAX_BLOCKS) fr.blknos[fr.start + fr.nr] = blkno;
     else fr.blknos[--fr.start] = blkno;
     fr.nr++;
@@ -219,6 +233,7 @@ export class ListAlloc implements MetaAlloc {
       av.blknos.copyWithin(0, av.start, av.start + av.nr);
       av.start = 0;
     }
+    if (av.sorted === true && n > 0 && av.nr > 0 && av.blknos[av.start + av.nr - 1]! >= start) av.sorted = false;
     for (let i = 0; i < n; i++) av.blknos[av.start + av.nr + i] = start + BigInt(i);
     av.nr += n;
     this.avail.total_nr += BigInt(n);

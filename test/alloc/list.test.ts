@@ -97,6 +97,42 @@ describe("alloc lists", () => {
     });
   }
 
+  test("one cache over committed and abandoned transactions: its view of the lists is always the device's", () => {
+    // A transaction takes the committed first blocks' decoded objects over as its dirty copies;
+    // one that is abandoned must find the committed blocks again (read back from the device).
+    const r = rng(7);
+    const metaPath = volume("abandon");
+    const { dev, sup, cache } = open(metaPath);
+    const blknosOf = (c: MetaCache, h: ListHead) => ListAlloc.listBlknos(c, h).blknos.join(",");
+    try {
+      for (let t = 0; t < 60; t++) {
+        const saved = [cloneHead(sup.server_meta_avail[0]!), cloneHead(sup.server_meta_freed[0]!)];
+        const a = new ListAlloc(cache, sup.server_meta_avail[0]!, sup.server_meta_freed[0]!);
+        const got: bigint[] = [];
+        for (let k = 1 + r(20); k > 0 && !a.low(4); k--) got.push(a.allocMeta());
+        for (const b of got) if (r(2) === 0) a.freeMeta(b);
+        if (r(3) === 0) {
+          cache.discardDirty();
+          sup.server_meta_avail[0] = saved[0]!;
+          sup.server_meta_freed[0] = saved[1]!;
+        } else {
+          cache.commit(() => writeSuper(dev, sup));
+          a.committed();
+        }
+        const fresh = open(metaPath);
+        try {
+          expect(fresh.sup.server_meta_avail[0]).toEqual(sup.server_meta_avail[0]!);
+          expect(blknosOf(cache, sup.server_meta_avail[0]!)).toBe(blknosOf(fresh.cache, fresh.sup.server_meta_avail[0]!));
+          expect(blknosOf(cache, sup.server_meta_freed[0]!)).toBe(blknosOf(fresh.cache, fresh.sup.server_meta_freed[0]!));
+        } finally {
+          fresh.dev.close();
+        }
+      }
+    } finally {
+      dev.close();
+    }
+  });
+
   test("running out is ENOSPC before anything is written; the committed lists are untouched", () => {
     const metaPath = volume("enospc");
     const { dev, sup, cache } = open(metaPath);
