@@ -348,8 +348,11 @@ export class MetaCache {
     this.dirty.clear();
   }
 
-  /** Encode, seal and write every dirty block in blkno order, contiguous runs together, then flush. */
-  writeDirty(): number {
+  /**
+   * Encode, seal and write every dirty block in blkno order, contiguous runs together, then flush
+   * (unless `flush` is false: the caller has the device flushed before anything references them).
+   */
+  writeDirty(flush = true): number {
     const blknos = [...this.dirty.keys()].sort((a, b) => a - b);
     let i = 0;
     while (i < blknos.length) {
@@ -369,7 +372,7 @@ export class MetaCache {
       this.counters.written += n;
       i += n;
     }
-    this.dev.sync();
+    if (flush) this.dev.sync();
     return blknos.length;
   }
 
@@ -377,8 +380,9 @@ export class MetaCache {
    * Commit the transaction: dirty blocks, flush, the root that references them (if any), flush. On an
    * error the dirty blocks stay dirty (nothing is marked clean) so the caller may retry or abort.
    */
-  commit(writeRoot: (() => void) | null): void {
-    this.writeDirty();
+  commit(writeRoot: (() => void) | null, flush = true): void {
+    assert(flush || writeRoot === null, "a root is written only after its blocks are flushed");
+    this.writeDirty(flush);
     // a commit whose root lives elsewhere (a mount's log tree, recorded by the server) has no
     // root to write here: the flush in writeDirty already made its blocks durable
     if (writeRoot !== null) {

@@ -68,6 +68,8 @@ export interface ClientOptions {
    */
   onOpenInoMap?: (groupNr: bigint) => Uint8Array;
   onGreeted?: (info: { server_term: bigint; new_server: boolean }) => void;
+  /** See NetClientOptions.beforeAttach. */
+  beforeAttach?: (info: { server_term: bigint }) => void;
 }
 
 export function randomRid(): bigint {
@@ -95,6 +97,7 @@ export class Client {
       quorum: o.quorum ?? false,
       resolveServer: o.resolveServer ?? (() => this.client_find_server()),
       onGreeted: o.onGreeted,
+      beforeAttach: o.beforeAttach,
     });
     this.net.handle(NET_CMD_LOCK, async (req) => {
       this.counters.invalidations++;
@@ -123,6 +126,11 @@ export class Client {
       if (bits.length !== NET_OPEN_INO_MAP_BITS_BYTES) throw new ScoutfsError("EIO", `open inode bitmap of ${bits.length} bytes`);
       return NetOpenInoMap.encode({ args, bits });
     });
+  }
+
+  /** The term of the server our requests go to now: null while no socket is greeted. */
+  get serverTerm(): bigint | null {
+    return this.net.greeted ? this.net.server_term : null;
   }
 
   /** Read the volume's identity, start connecting, and wait for the first greeting. */

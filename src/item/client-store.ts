@@ -64,6 +64,15 @@ export interface ClientStoreOptions {
   inoBatch?: bigint;
   /** Commit on a timer this often when dirty; 0 disables. */
   commitIntervalMs?: number;
+  /**
+   * The term of a server running in this process that records mounts' commits on `meta` (our
+   * metadata device), or null (none, closed, another device). Its commit flushes the device
+   * before writing the super that references our new blocks, so a commit sent to it (the
+   * client is greeted by that term) leaves our flush to it: one device flush less per commit.
+   * Should our requests go to another server before it answered, we flush first
+   * (ClientOptions.beforeAttach).
+   */
+  colocatedServerTerm?: (meta: Device) => bigint | null;
 }
 
 export const CLIENT_INO_BATCH = 1024n;
@@ -127,9 +136,24 @@ export class ClientStore implements ItemStore {
    * that allocated more than commitBlocksEstimate() promised when they started (must stay 0:
    * admission and the commit triggers rely on the estimate).
    */
-  readonly counters = { commits: 0, commitFailures: 0, syncRequests: 0, holdWaits: 0, metaEnospc: 0, commitBlocksMax: 0, commitBlocksOver: 0 };
+  readonly counters = {
+    commits: 0,
+    commitFailures: 0,
+    syncRequests: 0,
+    holdWaits: 0,
+    metaEnospc: 0,
+    commitBlocksMax: 0,
+    commitBlocksOver: 0,
+    /** Commits whose metadata flush was left to the co-located server. */
+    flushesLeftToServer: 0,
+    /** Flushes made before our requests went to a socket after such a commit. */
+    resendFlushes: 0,
+  };
+
+  private readonly colocatedServerTerm: ((meta: Device) => bigint | null) | undefined;
 
   private constructor(o: ClientStoreOptions, client: Client, meta: Device, dataDev: Device, lt: LogTrees) {
+    this.colocatedServerTerm = o.colocatedServerTerm;
     this.client = client;
     this.meta = meta;
     this.dataDev = dataDev;
@@ -168,6 +192,10 @@ export class ClientStore implements ItemStore {
         onSyncLogTrees: () => {
           o.client?.onSyncLogTrees?.();
           store?.syncRequested();
+        },
+        beforeAttach: (info) => {
+          o.client?.beforeAttach?.(info);
+          store?.flushLeftToServer();
         },
       });
       const lt = await client.getLogTrees();
@@ -663,6 +691,26 @@ export class ClientStore implements ItemStore {
     if (this.failed) throw this.failed;
   }
 
+  /**
+   * Our last commit's blocks were written without a flush, for the co-located server's commit to
+   * flush (ClientStoreOptions.colocatedServerTerm), and that server has not answered yet.
+   */
+  private metaLeftToServer = false;
+
+  /** Flush what a co-located server was to flush for us: our requests may go elsewhere now. */
+  private flushLeftToServer(): void {
+    if (!this.metaLeftToServer) return;
+    this.meta.sync();
+    this.metaLeftToServer = false;
+    this.counters.resendFlushes++;
+  }
+
+  /** Will the server our commit goes to flush our metadata device before recording it? */
+  private serverFlushesForUs(): boolean {
+    const term = this.colocatedServerTerm?.(this.meta) ?? null;
+    return term !== null && term === this.client.serverTerm;
+  }
+
   private async client_commit(durable: () => void = () => {}): Promise<void> {
     this.syncWanted = false;
     // (before the groups it counts are taken)
@@ -689,7 +737,12 @@ export class ClientStore implements ItemStore {
       this.dataAvail().removeAll(w, allocs);
       this.dataFreed().insertAll(w, frees);
       if (this.dataWritten) this.dataDev.sync();
-      this.cache.commit(null);
+      const leave = this.serverFlushesForUs();
+      this.cache.commit(null, !leave);
+      if (leave) {
+        this.metaLeftToServer = true;
+        this.counters.flushesLeftToServer++;
+      }
       this.ownBlocks += w.alloc.counters.alloc - w.alloc.counters.free;
       const used = w.alloc.counters.alloc;
       if (used > this.counters.commitBlocksMax) this.counters.commitBlocksMax = used;
@@ -709,6 +762,8 @@ export class ClientStore implements ItemStore {
     this.dataWritten = false;
     try {
       await this.client.commitLogTrees(this.lt);
+      // recorded: by a server that flushed our blocks first (its own, or the one we flushed for)
+      this.metaLeftToServer = false;
       durable();
       const next = await this.client.getLogTrees();
       this.lastDataRefill = next.data_avail.total_len - this.lt.data_avail.total_len;

@@ -267,6 +267,8 @@ export class HeadlessNode {
           metaPath: this.o.metaPath,
           dataPath: this.o.dataPath,
           commitIntervalMs: this.o.commitIntervalMs ?? 0,
+          // as a mount does: our own server, while it runs, flushes our commits' blocks
+          colocatedServerTerm: (dev) => this.server?.recordsOn(dev) ?? null,
           client: {
             rid: this.rid,
             quorum: true,

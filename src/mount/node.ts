@@ -257,6 +257,8 @@ export async function runNode(a: NodeArgs): Promise<number> {
       dataPath: a.dataPath,
       commitIntervalMs: COMMIT_INTERVAL_MS,
       client: { rid, quorum: true, ...locks.clientHooks },
+      // this node's own server, while it runs, flushes our commits' blocks with its own
+      colocatedServerTerm: (dev) => (server as Server | null)?.recordsOn(dev) ?? null,
     });
   } catch (err) {
     stopServer();

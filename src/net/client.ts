@@ -54,6 +54,13 @@ export interface NetClientOptions extends NetCommonOptions {
   connect_delay_ms?: number;
   /** A greeting was accepted; `new_server` when its term differs from the previous server's. */
   onGreeted?: (info: { server_term: bigint; new_server: boolean }) => void;
+  /**
+   * A greeted socket is about to carry our requests: those not answered yet are sent (again) on
+   * it, perhaps to another server than the one they were first sent to. The caller makes good
+   * here whatever they relied on that server for (ClientStore: the device flush a co-located
+   * server did for its commits). A throw closes the socket instead; the next one tries again.
+   */
+  beforeAttach?: (info: { server_term: bigint }) => void;
   /** The greeted socket was lost (the client is reconnecting). */
   onDisconnect?: (reason: string) => void;
   /** A server refused our greeting or answered with the wrong identity. */
@@ -315,6 +322,12 @@ export class NetClient {
     }
     if (g.rid !== this.o.rid) {
       this.greetingFailed(link, new ScoutfsError("EINVAL", `server greeting response rid ${hex64(g.rid)} is not ours (${hex64(this.o.rid)})`));
+      return;
+    }
+    try {
+      this.o.beforeAttach?.({ server_term: g.server_term });
+    } catch (e) {
+      link.reject(`before sending our requests to server term ${g.server_term}: ${(e as Error).message}`);
       return;
     }
     const new_server = g.server_term !== this.server_term;

@@ -497,6 +497,16 @@ export class Server {
     if (this.lts.all().some((lt) => lt.item_root.height > 0 || ltIsFinalized(lt))) this.requestMerge();
   }
 
+  /**
+   * The term in which this server records mounts' commits on `dev`, when `dev` is its metadata
+   * device and it is running (null otherwise). Every commit of ours flushes that device before
+   * it writes the super: a mount of this process may leave its own flush to us
+   * (ClientStoreOptions.colocatedServerTerm).
+   */
+  recordsOn(dev: Device): bigint | null {
+    return !this.closed && this.dev.sameAs(dev) ? this.o.term : null;
+  }
+
   /** Stop: close every socket (clients reconnect to the next server) and the device. */
   close(): void {
     if (this.closed) return;

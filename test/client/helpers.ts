@@ -1,5 +1,5 @@
 /** Client stores over the test volumes, and a whole-volume metadata block account. */
-import { ClientStore } from "../../src/item/client-store.ts";
+import { ClientStore, type ClientStoreOptions } from "../../src/item/client-store.ts";
 import { ListAlloc } from "../../src/alloc/list.ts";
 import { ExtentAlloc } from "../../src/alloc/extents.ts";
 import { btreeExtentOps } from "../../src/alloc/btree-ops.ts";
@@ -10,13 +10,14 @@ import { keyPack, type PackedKey } from "../../src/format/key.ts";
 import type { Server } from "../../src/server/server.ts";
 import type { Vol } from "../server/helpers.ts";
 
-export function openStore(v: Vol, o: { commitIntervalMs?: number } = {}): Promise<ClientStore> {
+export function openStore(v: Vol, o: { commitIntervalMs?: number; colocatedServerTerm?: ClientStoreOptions["colocatedServerTerm"] } = {}): Promise<ClientStore> {
   return ClientStore.open({
     metaPath: v.metaPath,
     dataPath: v.dataPath,
     commitIntervalMs: o.commitIntervalMs ?? 0,
     inoBatch: 64n,
     client: { net: { keepalive_timeout_ms: 4000, connect_delay_ms: 20 } },
+    ...(o.colocatedServerTerm ? { colocatedServerTerm: o.colocatedServerTerm } : {}),
   });
 }
 

@@ -10,6 +10,7 @@ import type { Server } from "../../src/server/server.ts";
 import { makeVolume, removeVolume, startServer, type Vol } from "../server/helpers.ts";
 import { accountMeta, key, openStore, val } from "./helpers.ts";
 import { rng } from "../helpers/rng.ts";
+import { Device, takeFlushStats } from "../../src/block/device.ts";
 
 const vols: Vol[] = [];
 afterAll(() => vols.forEach(removeVolume));
@@ -203,6 +204,100 @@ describe("client store", () => {
       expect(server.locks.ls.inRecovery).toBe(false);
       const b = await openStore(v);
       expect([...allItems(b).keys()]).toEqual([key(1), key(2), key(3)]);
+      await b.close();
+      await a.close();
+      expectBalanced(server);
+    } finally {
+      server.close();
+    }
+  }, 60_000);
+});
+
+describe("a mount whose server runs in its process", () => {
+  /** Metadata device flushes of `v` since the last call. */
+  const metaFlushes = (v: Vol): number => takeFlushStats()[v.metaPath]?.flushes ?? 0;
+
+  test("leaves its commit's flush to the server's commit: one flush less per commit, nothing lost", async () => {
+    const v = await makeVolume("colocated");
+    vols.push(v);
+    const server = startServer(v, 1n);
+    const plain = await openStore(v);
+    const a = await openStore(v, { colocatedServerTerm: (dev) => server.recordsOn(dev) });
+    // Watch the order on the metadata image (the I/O itself is real): whenever a super block is
+    // written, every block written before it by either side must have been flushed since.
+    const superOff = C.SUPER_BLKNO * C.BLOCK_SM_SIZE;
+    const { writeAt, sync } = Device.prototype;
+    let unflushed = 0;
+    let supers = 0;
+    let early = 0;
+    Device.prototype.writeAt = function (this: Device, buf: Uint8Array, off: number) {
+      if (this.path === v.metaPath) {
+        if (off !== superOff) unflushed++;
+        else if (unflushed > 0) early++;
+        else supers++;
+      }
+      writeAt.call(this, buf, off);
+    };
+    Device.prototype.sync = function (this: Device) {
+      sync.call(this);
+      if (this.path === v.metaPath) unflushed = 0;
+    };
+    try {
+      const flushesOf = async (s: ClientStore, base: number): Promise<number> => {
+        metaFlushes(v);
+        for (let i = 0; i < 6; i++) {
+          s.transact((w) => w.put(key(base + i), val(base + i)));
+          await s.sync();
+        }
+        return metaFlushes(v);
+      };
+      const without = await flushesOf(plain, 0);
+      const withServer = await flushesOf(a, 100);
+      expect(a.counters.flushesLeftToServer).toBe(6);
+      expect(plain.counters.flushesLeftToServer).toBe(0);
+      expect(without - withServer).toBe(6);
+      expect(a.counters.resendFlushes).toBe(0);
+      expect(supers).toBeGreaterThanOrEqual(12);
+      expect(early).toBe(0);
+    } finally {
+      Device.prototype.writeAt = writeAt;
+      Device.prototype.sync = sync;
+      await plain.close();
+      await a.close();
+    }
+    const b = await openStore(v);
+    try {
+      expect(allItems(b).size).toBe(12);
+      await b.close();
+      expectBalanced(server);
+    } finally {
+      server.close();
+    }
+  }, 60_000);
+
+  test("flushes itself before its commit goes to another server (the first went away unanswered)", async () => {
+    const v = await makeVolume("colocated-failover");
+    vols.push(v);
+    let server = startServer(v, 1n);
+    const first = server;
+    const a = await openStore(v, { colocatedServerTerm: (dev) => first.recordsOn(dev) });
+    try {
+      a.transact((w) => w.put(key(1), val(1)));
+      // the commit writes its blocks unflushed and sends commit_log_trees to our server, which
+      // goes away before it reads the request: the request is resent to the next server, whose
+      // commit would not flush what our process wrote
+      const committed = a.sync();
+      expect(a.counters.flushesLeftToServer).toBe(1);
+      server.close();
+      server = startServer(v, 2n);
+      await committed;
+      expect(a.counters.resendFlushes).toBe(1);
+      a.transact((w) => w.put(key(2), val(2)));
+      await a.sync();
+      // the new server is not ours: we flush ourselves
+      expect(a.counters.flushesLeftToServer).toBe(1);
+      const b = await openStore(v);
+      expect([...allItems(b).keys()]).toEqual([key(1), key(2)]);
       await b.close();
       await a.close();
       expectBalanced(server);
