@@ -200,7 +200,14 @@ async function serveNode(meta: string, data: string, mnt: string): Promise<void>
   const srv = Server.start({ metaPath: meta, term: 1n, slot: 0, log: (m) => process.stderr.write(`server: ${m}\n`) });
   const { MountLocks } = await import("../../src/mount/mount-locks.ts");
   const locks = new MountLocks((m) => process.stderr.write(`${m}\n`));
-  const store = await ClientStore.open({ metaPath: meta, dataPath: data, commitIntervalMs: COMMIT_INTERVAL_MS, client: { rid, quorum: true, ...locks.clientHooks } });
+  const store = await ClientStore.open({
+    metaPath: meta,
+    dataPath: data,
+    commitIntervalMs: COMMIT_INTERVAL_MS,
+    client: { rid, quorum: true, ...locks.clientHooks },
+    // as node.ts: our own server flushes our commits' blocks
+    colocatedServerTerm: (dev) => srv.recordsOn(dev),
+  });
   // SCOUTFS_BENCH_CACHE_S / SCOUTFS_BENCH_WRITEBACK / SCOUTFS_BENCH_READAHEAD_KB try other mount configurations
   const cacheS = Number(process.env.SCOUTFS_BENCH_CACHE_S ?? String(NODE_CACHE_TIMEOUT_S));
   const sfs = new ScoutfsFuse(store, { entryTimeout: cacheS, attrTimeout: cacheS, deleteOrphansOnInit: true, noOpen: true, locks: locks.fsLocks, statfs: () => statfsOf(srv.statfs()) });
