@@ -21,8 +21,12 @@
  *   seq write / read           N MiB in 1 MiB writes + fsync; read back after dropping caches;
  *   rand read / write 4K       4 KiB preads at random aligned offsets of a file (caches dropped
  *                              first), and 4 KiB pwrites then one fsync: IOPS.
- * Before each target's workload the machine's wake-up round trip is measured and printed under
- * the table (scripts/bench/machine.ts): every FUSE line moves with it several-fold.
+ * All targets are mounted at once and each line runs on every target before the next line
+ * (lockstep): every FUSE line moves several-fold with the machine's wake-up regime, which changes
+ * within minutes, so only numbers taken seconds apart compare. The wake-up round trip at the
+ * start of each run is printed under the table (scripts/bench/machine.ts). Kernel caches of a
+ * line's files may expire while the other targets run it (the stat line after create then
+ * looks names up again, on every target alike).
  * With --runs N each cell is the best of N runs. --counts serves scoutfs from a child process
  * of this script instead (`--serve-node`: the server role, a ClientStore client of it and
  * ScoutfsFuse mounted exactly as src/mount/node.ts does, without quorum), which reports the FUSE
@@ -321,26 +325,34 @@ function xorshift(seed: number): () => number {
   };
 }
 
-/** One pass of every line on a mounted target: line name -> value. */
-async function workload(mnt: string): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
+/**
+ * One pass of every line on a mounted target, into `out` (line name -> value), pausing after
+ * each line (or group of lines that share their files) so that the driver can run the same line
+ * on every target before the next one. `counted`: the target is the --counts scoutfs child.
+ */
+async function* workloadSteps(mnt: string, out: Map<string, number>, counted: boolean): AsyncGenerator<void> {
   const L = (i: number) => LINES[i]!.name;
   const root = path.join(mnt, `bench-${process.pid}`);
   fs.mkdirSync(root);
-  const reset = async () => void (await statsOf?.());
+  const reset = async () => void (counted ? await statsOf?.() : undefined);
+  const note = (line: string, per: number, unit: string) => (counted ? noteCounts(line, per, unit) : Promise.resolve());
 
   // metadata: N files in one directory
   const d = path.join(root, "flat");
   fs.mkdirSync(d);
   await reset();
   out.set(L(0), timeUs(() => { for (let k = 0; k < FILES; k++) fs.closeSync(fs.openSync(path.join(d, `f${k}`), "w")); }) / FILES);
-  await noteCounts(L(0), FILES, "file");
+  await note(L(0), FILES, "file");
+  yield;
   out.set(L(1), timeUs(() => { for (let k = 0; k < FILES; k++) fs.statSync(path.join(d, `f${k}`)); }) / FILES);
-  await noteCounts(L(1), FILES, "file");
+  await note(L(1), FILES, "file");
+  yield;
   out.set(L(2), timeUs(() => { for (let k = 0; k < FILES; k++) fs.renameSync(path.join(d, `f${k}`), path.join(d, `g${k}`)); }) / FILES);
-  await noteCounts(L(2), FILES, "file");
+  await note(L(2), FILES, "file");
+  yield;
   out.set(L(3), timeUs(() => { for (let k = 0; k < FILES; k++) fs.unlinkSync(path.join(d, `g${k}`)); }) / FILES);
-  await noteCounts(L(3), FILES, "file");
+  await note(L(3), FILES, "file");
+  yield;
   syncfs(root);
   await reset();
 
@@ -361,7 +373,8 @@ async function workload(mnt: string): Promise<Map<string, number>> {
     syncfs(t);
   });
   out.set(L(4), treeFiles / (us / 1e6));
-  await noteCounts(L(4), treeFiles, "file");
+  await note(L(4), treeFiles, "file");
+  yield;
   dropCaches();
   await reset();
   us = timeUs(() => {
@@ -370,13 +383,15 @@ async function workload(mnt: string): Promise<Map<string, number>> {
     if (n !== treeFiles * small.length) throw new Error(`tree read ${n} bytes`);
   });
   out.set(L(5), treeFiles / (us / 1e6));
-  await noteCounts(L(5), treeFiles, "file");
+  await note(L(5), treeFiles, "file");
+  yield;
   us = timeUs(() => {
     fs.rmSync(t, { recursive: true });
     syncfs(root);
   });
   out.set(L(6), treeFiles / (us / 1e6));
-  await noteCounts(L(6), treeFiles, "file");
+  await note(L(6), treeFiles, "file");
+  yield;
 
   // 500 small files with fsync
   const s = path.join(root, "fsync");
@@ -391,7 +406,8 @@ async function workload(mnt: string): Promise<Map<string, number>> {
     }
   });
   out.set(L(7), 500 / (us / 1e6));
-  await noteCounts(L(7), 500, "file");
+  await note(L(7), 500, "file");
+  yield;
 
   // sequential
   const big = path.join(root, "seq");
@@ -404,7 +420,8 @@ async function workload(mnt: string): Promise<Map<string, number>> {
     fs.closeSync(fd);
   });
   out.set(L(8), (SEQ_MIB * 2 ** 20) / 1e6 / (us / 1e6));
-  await noteCounts(L(8), SEQ_MIB, "MiB");
+  await note(L(8), SEQ_MIB, "MiB");
+  yield;
   dropCaches();
   await reset();
   us = timeUs(() => {
@@ -419,7 +436,8 @@ async function workload(mnt: string): Promise<Map<string, number>> {
     if (n !== SEQ_MIB * 2 ** 20) throw new Error(`seq read ${n}`);
   });
   out.set(L(9), (SEQ_MIB * 2 ** 20) / 1e6 / (us / 1e6));
-  await noteCounts(L(9), SEQ_MIB, "MiB");
+  await note(L(9), SEQ_MIB, "MiB");
+  yield;
   fs.unlinkSync(big);
 
   // random 4 KiB
@@ -441,7 +459,8 @@ async function workload(mnt: string): Promise<Map<string, number>> {
     fs.closeSync(fd);
   });
   out.set(L(10), RAND_OPS / (us / 1e6));
-  await noteCounts(L(10), RAND_OPS, "op");
+  await note(L(10), RAND_OPS, "op");
+  yield;
   rnd = xorshift(43);
   us = timeUs(() => {
     const fd = fs.openSync(rf, "r+");
@@ -450,9 +469,9 @@ async function workload(mnt: string): Promise<Map<string, number>> {
     fs.closeSync(fd);
   });
   out.set(L(11), RAND_OPS / (us / 1e6));
-  await noteCounts(L(11), RAND_OPS, "op");
+  await note(L(11), RAND_OPS, "op");
+  yield;
   fs.rmSync(root, { recursive: true });
-  return out;
 }
 
 const STARTERS: Record<string, (dir: string) => Promise<Target>> = { scoutfs: COUNTS ? startScoutfsCounted : startScoutfs, fuse2fs: startFuse2fs, ext4: startExt4 };
@@ -471,15 +490,26 @@ async function main(): Promise<void> {
   const rtts: string[] = [];
   try {
     for (let r = 0; r < RUNS; r++) {
-      for (const name of TARGETS) {
-        const start = STARTERS[name];
-        if (!start) throw new Error(`unknown target ${name}`);
-        const tdir = path.join(dir, `${name}-${r}`);
-        fs.mkdirSync(tdir);
-        const t = await start(tdir);
-        try {
-          rtts.push(`${name}#${r + 1} ${wakeRtt().toFixed(1)}`);
-          const got = await workload(t.mnt);
+      // Every target mounted at once, each line run on all of them before the next line: the
+      // machine's wake-up regime changes within minutes (docs/fs.md), and a comparison is only
+      // fair between numbers taken seconds apart.
+      const running: { name: string; t: Target; tdir: string; got: Map<string, number>; steps: AsyncGenerator<void> }[] = [];
+      try {
+        for (const name of TARGETS) {
+          const start = STARTERS[name];
+          if (!start) throw new Error(`unknown target ${name}`);
+          const tdir = path.join(dir, `${name}-${r}`);
+          fs.mkdirSync(tdir);
+          const t = await start(tdir);
+          const got = new Map<string, number>();
+          running.push({ name, t, tdir, got, steps: workloadSteps(t.mnt, got, COUNTS && name === "scoutfs") });
+        }
+        rtts.push(`run ${r + 1} ${wakeRtt().toFixed(1)}`);
+        for (let left = running.length; left > 0; ) {
+          left = 0;
+          for (const x of running) if (!(await x.steps.next()).done) left++;
+        }
+        for (const { name, got } of running) {
           const best = results.get(name) ?? new Map<string, number>();
           for (const l of LINES) {
             const v = got.get(l.name)!;
@@ -487,7 +517,9 @@ async function main(): Promise<void> {
             if (old === undefined || (lowerIsBetter(l) ? v < old : v > old)) best.set(l.name, v);
           }
           results.set(name, best);
-        } finally {
+        }
+      } finally {
+        for (const { t, tdir } of running) {
           await t.stop();
           if (!KEEP) fs.rmSync(tdir, { recursive: true, force: true });
         }
@@ -512,7 +544,7 @@ async function main(): Promise<void> {
   for (const r of rows) console.log(line(r));
   console.log(`(${RUNS} run(s), best of each; "scoutfs vs fuse2fs" > 1 means scoutfs is ahead; load: ${os.loadavg().map((x) => x.toFixed(2)).join(" ")})`);
   // every FUSE number moves with this (scripts/bench/machine.ts): a row measured at 80 µs is not comparable with one at 20
-  console.log(`wake-up round trip before each workload (FIFO ping-pong p50, µs): ${rtts.join(", ")}`);
+  console.log(`wake-up round trip before each run (FIFO ping-pong p50, µs): ${rtts.join(", ")}`);
   if (counts.size > 0) {
     console.log("\nscoutfs FUSE requests per unit (last run; in brackets: mean µs from dispatch to reply written):");
     for (const l of LINES) if (counts.has(l.name)) console.log(`  ${l.name}: ${counts.get(l.name)}`);
