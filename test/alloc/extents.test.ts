@@ -85,6 +85,20 @@ function orderIndex(cache: MetaCache, a: ExtentAlloc): Extent[] {
   return out.sort((x, y) => (x.start < y.start ? -1 : 1));
 }
 
+/** A new volume's data_alloc over its super, with a server-list writer for its btree blocks. */
+function dataAllocOfNewVolume(name: string) {
+  const metaPath = sparseFile(path.join(dir, `${name}.meta`), 80 << 20);
+  const dataPath = sparseFile(path.join(dir, `${name}.data`), 64 << 20);
+  mkfs({ metaPath, dataPath, allowSmallSize: true, slots: [parseQuorumSlot("0,127.0.0.1,42000")] }, { out: () => {}, warn: () => {} });
+  const dev = Device.open(metaPath, { write: true });
+  const sup = readSuper(dev, { meta: true });
+  const cache = new MetaCache(dev, sup.hdr.fsid);
+  const w = { cache, alloc: new ListAlloc(cache, sup.server_meta_avail[0]!, sup.server_meta_freed[0]!) };
+  const bounds = { first: BigInt(C.DATA_DEV_START_BLKNO), last: sup.total_data_blocks - 1n };
+  const a = new ExtentAlloc(sup.data_alloc, btreeExtentOps, bounds);
+  return { dev, sup, cache, w, bounds, a };
+}
+
 describe("free extent allocator", () => {
   for (const seed of [11, 12, 13]) {
     test(`random frees and allocations match a model across commits (seed ${seed})`, () => {
@@ -186,15 +200,7 @@ describe("free extent allocator", () => {
   }
 
   test("an empty allocator returns null; out-of-device extents are refused", () => {
-    const metaPath = sparseFile(path.join(dir, "empty.meta"), 80 << 20);
-    const dataPath = sparseFile(path.join(dir, "empty.data"), 64 << 20);
-    mkfs({ metaPath, dataPath, allowSmallSize: true, slots: [parseQuorumSlot("0,127.0.0.1,42000")] }, { out: () => {}, warn: () => {} });
-    const dev = Device.open(metaPath, { write: true });
-    const sup = readSuper(dev, { meta: true });
-    const cache = new MetaCache(dev, sup.hdr.fsid);
-    const w = { cache, alloc: new ListAlloc(cache, sup.server_meta_avail[0]!, sup.server_meta_freed[0]!) };
-    const bounds = { first: BigInt(C.DATA_DEV_START_BLKNO), last: sup.total_data_blocks - 1n };
-    const a = new ExtentAlloc(sup.data_alloc, btreeExtentOps, bounds);
+    const { dev, sup, w, bounds, a } = dataAllocOfNewVolume("empty");
     const all = a.allocLargest(w, 1n << 40n)!;
     expect(all.len).toBe(sup.total_data_blocks - bounds.first);
     expect(a.allocLargest(w, 1n)).toBeNull();
@@ -206,15 +212,7 @@ describe("free extent allocator", () => {
   });
 
   test("insertAll and removeAll go by runs of adjacent extents, and a run across unmerged free extents piece by piece", () => {
-    const metaPath = sparseFile(path.join(dir, "runs.meta"), 80 << 20);
-    const dataPath = sparseFile(path.join(dir, "runs.data"), 64 << 20);
-    mkfs({ metaPath, dataPath, allowSmallSize: true, slots: [parseQuorumSlot("0,127.0.0.1,42000")] }, { out: () => {}, warn: () => {} });
-    const dev = Device.open(metaPath, { write: true });
-    const sup = readSuper(dev, { meta: true });
-    const cache = new MetaCache(dev, sup.hdr.fsid);
-    const w = { cache, alloc: new ListAlloc(cache, sup.server_meta_avail[0]!, sup.server_meta_freed[0]!) };
-    const bounds = { first: BigInt(C.DATA_DEV_START_BLKNO), last: sup.total_data_blocks - 1n };
-    const a = new ExtentAlloc(sup.data_alloc, btreeExtentOps, bounds);
+    const { dev, cache, w, bounds, a } = dataAllocOfNewVolume("runs");
     a.allocLargest(w, 1n << 40n);
     const b0 = bounds.first + 100n;
     // 1000 one-block frees, shuffled: one run, one extent
