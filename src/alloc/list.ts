@@ -81,7 +81,6 @@ export function emptyListBlock(): ListBlock {
   return { next: { blkno: 0n, seq: 0n }, start: 0, nr: 0, blknos: new BigUint64Array(ALLOC_LIST_MAX_BLOCKS) };
 }
 
-
 /** A freed list whose first block has less room than this gets a new empty first block. */
 const EMPTY_FREED_THRESH = Math.floor(ALLOC_LIST_MAX_BLOCKS / 4);
 
@@ -165,8 +164,8 @@ export class ListAlloc implements MetaAlloc {
       frBlk = this.takeList(freed, "freed");
       frOld = freed.ref.blkno;
     }
-    // Old blocks stay readable in the cache: the committed state references them until the
-    // commit; cache.create() drops a clean copy when a later transaction reuses the blkno.
+    // The old blknos go to `freed`: the committed state references them until the commit, and
+    // their contents are intact on the device (takeList dropped their clean cache entries).
     let avOld = 0n;
     if (!avIsDirty) {
       avOld = avail.ref.blkno;

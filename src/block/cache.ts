@@ -384,7 +384,8 @@ export class MetaCache {
     assert(flush || writeRoot === null, "a root is written only after its blocks are flushed");
     this.writeDirty(flush);
     // a commit whose root lives elsewhere (a mount's log tree, recorded by the server) has no
-    // root to write here: the flush in writeDirty already made its blocks durable
+    // root to write here: the flush in writeDirty made its blocks durable, or (flush false) the
+    // server that records the root flushes the same device before it writes its own
     if (writeRoot !== null) {
       writeRoot();
       this.dev.sync();
